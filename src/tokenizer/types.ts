@@ -43,6 +43,8 @@ export interface Tokenizer {
   readonly vocabSize: number;
   readonly bos: number;
   readonly eos: number;
+  /** Whether encode() prepends BOS by default (and perplexity replaces chunk starts with it). */
+  readonly addBos: boolean;
   encode(text: string, opts?: EncodeOptions): number[];
   /** Inverse of encode: decode(encode(x)) === x (control tokens render as ""). */
   decode(ids: ArrayLike<number>): string;

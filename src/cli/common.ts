@@ -1,0 +1,73 @@
+import { existsSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { InvalidArgumentError, Option } from 'commander';
+import { checkSpec } from '../kv/registry.js';
+import { loadModel, type Model } from '../engine/model.js';
+
+/** The model that ships with the package (models/README.md). */
+export const DEFAULT_MODEL = resolve(dirname(fileURLToPath(import.meta.url)), '../../models/lowkv-tiny-hd64-f16.gguf');
+
+export function intArg(name: string, min = 0): (v: string) => number {
+  return (v) => {
+    const n = Number(v);
+    if (!/^-?\d+$/.test(v.trim()) || !Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min} (got "${v}")`);
+    return n;
+  };
+}
+
+export function floatArg(name: string, min = -Infinity): (v: string) => number {
+  return (v) => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n) || n < min) throw new InvalidArgumentError(`${name} must be a number ≥ ${min} (got "${v}")`);
+    return n;
+  };
+}
+
+function specArg(v: string): string {
+  try {
+    checkSpec(v);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+  return v;
+}
+
+export const cacheOptions = (def = 'f32'): Option[] => [
+  new Option('--cache-type-k <type>', 'KV cache type for keys (see `lowkv codecs`)').default(def).argParser(specArg),
+  new Option('--cache-type-v <type>', 'KV cache type for values').default(def).argParser(specArg),
+];
+
+export interface ModelFlags {
+  model?: string;
+  tokenizer?: string;
+}
+
+/** --model, else $LOWKV_MODEL, else the bundled default (when allowed). */
+export function resolveModelPath(flags: ModelFlags, allowDefault: boolean): string {
+  const p = flags.model ?? process.env.LOWKV_MODEL;
+  if (p) return p;
+  if (allowDefault && existsSync(DEFAULT_MODEL)) return DEFAULT_MODEL;
+  throw new InvalidArgumentError('no model given: pass --model FILE or set LOWKV_MODEL');
+}
+
+export function openModel(flags: ModelFlags, allowDefault = false): Promise<Model> {
+  return loadModel(resolveModelPath(flags, allowDefault), { tokenizer: flags.tokenizer });
+}
+
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KiB`;
+  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(2)} MiB`;
+  return `${(n / 1024 ** 3).toFixed(2)} GiB`;
+}
+
+/** An AbortSignal fired by the first Ctrl-C; a second Ctrl-C exits at once. */
+export function interruptSignal(): AbortSignal {
+  const ctl = new AbortController();
+  process.once('SIGINT', () => {
+    ctl.abort();
+    process.once('SIGINT', () => process.exit(130));
+  });
+  return ctl.signal;
+}

@@ -1,0 +1,95 @@
+import { Command, Option } from 'commander';
+import { generate, type GenerateResult } from '../engine/generate.js';
+import type { Session } from '../engine/session.js';
+import { SAMPLER_DEFAULTS } from '../engine/sampler.js';
+import { cacheOptions, floatArg, formatBytes, intArg, interruptSignal, openModel } from './common.js';
+
+export interface GenerateFlags {
+  model?: string;
+  tokenizer?: string;
+  prompt: string;
+  n: number;
+  temp: number;
+  topK: number;
+  topP: number;
+  minP: number;
+  repeatPenalty: number;
+  seed?: number;
+  stop: string[];
+  ctx?: number;
+  cacheTypeK: string;
+  cacheTypeV: string;
+  echo: boolean;
+}
+
+/** Sampling and cache flags shared by `generate` and `demo`. */
+export function addGenerateOptions(cmd: Command, defaults: { n: number; temp: number; cache: string }): Command {
+  cmd
+    .option('-p, --prompt <text>', 'prompt (default: empty, generation starts from BOS)', '')
+    .option('-n, --n <tokens>', 'tokens to generate', intArg('-n', 0), defaults.n)
+    .option('--temp <t>', 'temperature; 0 = greedy', floatArg('--temp', 0), defaults.temp)
+    .option('--top-k <k>', 'top-k, 0 = off', intArg('--top-k', 0), SAMPLER_DEFAULTS.topK)
+    .option('--top-p <p>', 'top-p, 1 = off', floatArg('--top-p', 0), SAMPLER_DEFAULTS.topP)
+    .option('--min-p <p>', 'min-p, 0 = off', floatArg('--min-p', 0), SAMPLER_DEFAULTS.minP)
+    .option('--repeat-penalty <r>', 'repetition penalty, 1 = off', floatArg('--repeat-penalty', 0), SAMPLER_DEFAULTS.repeatPenalty)
+    .option('-s, --seed <n>', 'random seed (same seed, same text)', intArg('--seed', 0))
+    .option('--stop <text>', 'stop before this string (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('-c, --ctx <tokens>', 'context size (default: the model\'s)', intArg('--ctx', 1))
+    .option('--no-echo', 'do not print the prompt before the continuation');
+  for (const o of cacheOptions(defaults.cache)) cmd.addOption(o);
+  return cmd;
+}
+
+export async function runGenerate(flags: GenerateFlags, allowDefaultModel: boolean): Promise<{ result: GenerateResult; session: Session }> {
+  const model = await openModel(flags, allowDefaultModel);
+  const ctx = flags.ctx ?? model.config.contextLength;
+  if (ctx > model.config.contextLength) {
+    process.stderr.write(`warning: context ${ctx} is longer than the ${model.config.contextLength} tokens ${model.name} was trained on\n`);
+  }
+  const session = model.createSession({ ctx, cacheTypeK: flags.cacheTypeK, cacheTypeV: flags.cacheTypeV });
+  if (flags.echo) process.stdout.write(flags.prompt);
+  const it = generate(session, model.tokenizer, flags.prompt, {
+    maxTokens: flags.n,
+    temperature: flags.temp,
+    topK: flags.topK,
+    topP: flags.topP,
+    minP: flags.minP,
+    repeatPenalty: flags.repeatPenalty,
+    seed: flags.seed,
+    stop: flags.stop,
+    signal: interruptSignal(),
+  });
+  let r = await it.next();
+  while (!r.done) {
+    process.stdout.write(r.value.text);
+    r = await it.next();
+  }
+  process.stdout.write('\n');
+  return { result: r.value, session };
+}
+
+export function summaryLine(result: GenerateResult, session: Session, k: string, v: string): string {
+  const decodeTps = result.generatedTokens > 1 ? ((result.generatedTokens - 1) / result.decodeMs) * 1000 : 0;
+  const prefillTps = (result.promptTokens / result.prefillMs) * 1000;
+  const bytes = session.cache.bytes();
+  const bits = session.cache.bitsPerValue();
+  const perToken = session.length > 0 ? bytes.total / session.length : 0;
+  return (
+    `tokens: ${result.promptTokens} prompt + ${result.generatedTokens} generated (${result.finishReason}) | ` +
+    `prompt ${prefillTps.toFixed(1)} tok/s, decode ${decodeTps.toFixed(1)} tok/s | ` +
+    `KV ${formatBytes(bytes.total)} held for ${session.length} tokens = ${perToken.toFixed(0)} B/token ` +
+    `(K ${k} ${bits.k.toFixed(2)} bits/value, V ${v} ${bits.v.toFixed(2)}) | seed ${result.seed}`
+  );
+}
+
+export function generateCommand(): Command {
+  const cmd = new Command('generate')
+    .description('generate text from a prompt, streaming it to stdout')
+    .addOption(new Option('-m, --model <file>', 'GGUF or llama2.c checkpoint (default: $LOWKV_MODEL)'))
+    .option('--tokenizer <file>', 'llama2.c tokenizer.bin (default: tokenizer.bin or tok*.bin beside the model)');
+  addGenerateOptions(cmd, { n: 128, temp: SAMPLER_DEFAULTS.temperature, cache: 'f32' });
+  return cmd.action(async (flags: GenerateFlags) => {
+    const { result, session } = await runGenerate(flags, false);
+    process.stderr.write(summaryLine(result, session, flags.cacheTypeK, flags.cacheTypeV) + '\n');
+  });
+}

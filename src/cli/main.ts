@@ -1,0 +1,30 @@
+#!/usr/bin/env node
+import { Command, CommanderError } from 'commander';
+import { codecsCommand } from './codecs.js';
+import { convertCommand } from './convert.js';
+import { demoCommand } from './demo.js';
+import { generateCommand } from './generate.js';
+import { infoCommand } from './info.js';
+import { pplCommand } from './ppl.js';
+
+const program = new Command('lowkv')
+  .description('LLM inference with a compressed KV cache')
+  .version('0.1.0')
+  .showHelpAfterError('(run with --help for usage)')
+  .addCommand(demoCommand())
+  .addCommand(generateCommand())
+  .addCommand(pplCommand())
+  .addCommand(infoCommand())
+  .addCommand(codecsCommand())
+  .addCommand(convertCommand());
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  if (e instanceof CommanderError) process.exit(e.exitCode);
+  // Bad input is reported as one line naming the problem; a stack only on request.
+  const err = e as Error;
+  process.stderr.write(`lowkv: error: ${err.message}\n`);
+  if (process.env.LOWKV_DEBUG) process.stderr.write(`${err.stack}\n`);
+  process.exit(1);
+}

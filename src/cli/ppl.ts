@@ -1,0 +1,69 @@
+import { readFileSync } from 'node:fs';
+import { Command, Option } from 'commander';
+import { cacheOptions, formatBytes, intArg, interruptSignal, openModel } from './common.js';
+import { progress } from './progress.js';
+
+interface PplFlags {
+  model?: string;
+  tokenizer?: string;
+  file: string;
+  ctx: number;
+  chunks?: number;
+  cacheTypeK: string;
+  cacheTypeV: string;
+  json: boolean;
+}
+
+export function pplCommand(): Command {
+  const cmd = new Command('ppl')
+    .description("perplexity of a text file, with llama.cpp's llama-perplexity convention")
+    .addOption(new Option('-m, --model <file>', 'GGUF or llama2.c checkpoint (default: $LOWKV_MODEL)'))
+    .option('--tokenizer <file>', 'llama2.c tokenizer.bin')
+    .requiredOption('-f, --file <text>', 'text file to score')
+    .option('-c, --ctx <tokens>', 'tokens per chunk', intArg('--ctx', 4), 512)
+    .option('--chunks <n>', 'score at most n chunks', intArg('--chunks', 1))
+    .option('--json', 'print the result as JSON on stdout', false);
+  for (const o of cacheOptions()) cmd.addOption(o);
+  return cmd.action(async (flags: PplFlags) => {
+    const model = await openModel(flags);
+    let text: string;
+    try {
+      text = readFileSync(flags.file, 'utf8');
+    } catch (e) {
+      throw new Error(`cannot read text file ${flags.file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+    if (flags.ctx > model.config.contextLength) {
+      process.stderr.write(`warning: context ${flags.ctx} is longer than the ${model.config.contextLength} tokens ${model.name} states as its training context\n`);
+    }
+    const tokens = model.tokenizer.encode(text);
+    const total = Math.min(Math.floor(tokens.length / flags.ctx), flags.chunks ?? Infinity);
+    process.stderr.write(`${flags.file}: ${tokens.length} tokens, ${total} chunks of ${flags.ctx}, K ${flags.cacheTypeK} / V ${flags.cacheTypeV}\n`);
+    const bar = progress('ppl', total, flags.json && !process.stderr.isTTY);
+    const r = model.perplexity(text, {
+      ctx: flags.ctx,
+      chunks: flags.chunks,
+      cacheTypeK: flags.cacheTypeK,
+      cacheTypeV: flags.cacheTypeV,
+      signal: interruptSignal(),
+      onChunk: (done, _total, running) => bar.update(done, `PPL ${running.toFixed(4)}`),
+    });
+    bar.stop();
+    if (r.chunks < total) process.stderr.write(`interrupted: ${r.chunks} of ${total} chunks scored\n`);
+    if (flags.json) {
+      const out = {
+        model: model.file.path,
+        file: flags.file,
+        cacheTypeK: flags.cacheTypeK,
+        cacheTypeV: flags.cacheTypeV,
+        ...r,
+      };
+      process.stdout.write(JSON.stringify(out, null, 2) + '\n');
+      return;
+    }
+    process.stderr.write(
+      `KV cache per chunk: ${formatBytes(r.kvBytes.total)} (K ${r.bitsPerValue.k.toFixed(2)} bits/value, V ${r.bitsPerValue.v.toFixed(2)}), ` +
+        `${r.count} predictions in ${r.seconds.toFixed(1)} s\n`,
+    );
+    process.stdout.write(`PPL = ${r.ppl.toFixed(4)} ± ${r.uncertainty.toFixed(5)}\n`);
+  });
+}

@@ -1,0 +1,94 @@
+import type { KvPolicy } from '../kv/cache.js';
+import type { LlamaModel } from '../model/llama.js';
+
+export interface PerplexityOptions {
+  /** Tokens per chunk (llama.cpp -c). Default 512. */
+  readonly ctx?: number;
+  /** Evaluate at most this many chunks (llama.cpp --chunks). Default: all. */
+  readonly chunks?: number;
+  readonly policy?: KvPolicy;
+  /** Token that replaces each chunk's first token, or undefined to keep it (no BOS). */
+  readonly bos?: number;
+  /** Progress after each chunk. */
+  readonly onChunk?: (done: number, total: number, runningPpl: number) => void;
+  /** Stops after the current chunk; the result covers the chunks done. */
+  readonly signal?: AbortSignal;
+}
+
+export interface PerplexityResult {
+  readonly ppl: number;
+  /** llama.cpp's ± : ppl · sqrt(var(nll) / (count − 1)). */
+  readonly uncertainty: number;
+  readonly meanNll: number;
+  /** Scored predictions. */
+  readonly count: number;
+  readonly chunks: number;
+  readonly ctx: number;
+  /** KV cache bytes held at the end of a full chunk, and bits per value for K and V. */
+  readonly kvBytes: { readonly k: number; readonly v: number; readonly total: number };
+  readonly bitsPerValue: { readonly k: number; readonly v: number };
+  readonly seconds: number;
+}
+
+/**
+ * Perplexity as llama-perplexity computes it (golden/llamacpp-ppl.md): non-overlapping chunks
+ * of ctx tokens, each from an empty cache with its first token replaced by BOS, scoring only the
+ * second half: logits at positions ctx/2 … ctx−2 predict the next token.
+ */
+export function perplexity(model: LlamaModel, tokens: ArrayLike<number>, opts: PerplexityOptions = {}): PerplexityResult {
+  const ctx = opts.ctx ?? 512;
+  if (!Number.isInteger(ctx) || ctx < 4) throw new RangeError(`context must be an integer ≥ 4 (got ${ctx})`);
+  const available = Math.floor(tokens.length / ctx);
+  if (available === 0) {
+    throw new RangeError(`need at least ${ctx} tokens for one chunk of context ${ctx}; the text has ${tokens.length}`);
+  }
+  if (opts.chunks !== undefined && (!Number.isInteger(opts.chunks) || opts.chunks < 1)) {
+    throw new RangeError(`chunks must be a positive integer (got ${opts.chunks})`);
+  }
+  const nChunks = Math.min(available, opts.chunks ?? available);
+  const first = ctx >> 1;
+  const vocab = model.config.vocabSize;
+  const cache = model.newCache(ctx, opts.policy);
+  const batch = new Int32Array(ctx);
+  const start = performance.now();
+
+  let nll = 0;
+  let nll2 = 0;
+  let count = 0;
+  let done = 0;
+  let kvBytes = cache.bytes();
+  let bitsPerValue = cache.bitsPerValue();
+  for (let c = 0; c < nChunks; c++) {
+    if (opts.signal?.aborted) break;
+    const s = c * ctx;
+    for (let i = 0; i < ctx; i++) batch[i] = tokens[s + i];
+    if (opts.bos !== undefined) batch[0] = opts.bos;
+    cache.reset();
+    const logits = model.forward(batch, cache, first);
+    kvBytes = cache.bytes();
+    bitsPerValue = cache.bitsPerValue();
+    for (let j = 0; j < ctx - 1 - first; j++) {
+      const v = -logSoftmaxAt(logits, j * vocab, vocab, tokens[s + first + 1 + j]);
+      nll += v;
+      nll2 += v * v;
+      count++;
+    }
+    done++;
+    opts.onChunk?.(done, nChunks, Math.exp(nll / count));
+  }
+  if (count === 0) throw new Error('perplexity: stopped before the first chunk finished');
+  const mean = nll / count;
+  const ppl = Math.exp(mean);
+  const variance = nll2 / count - mean * mean;
+  const uncertainty = variance > 0 && count > 1 ? Math.sqrt(variance / (count - 1)) * ppl : 0;
+  return { ppl, uncertainty, meanNll: mean, count, chunks: done, ctx, kvBytes, bitsPerValue, seconds: (performance.now() - start) / 1000 };
+}
+
+/** log softmax(logits row)[token], with the max subtracted and the sum in double precision. */
+export function logSoftmaxAt(logits: Float32Array, offset: number, n: number, token: number): number {
+  let max = -Infinity;
+  for (let i = 0; i < n; i++) if (logits[offset + i] > max) max = logits[offset + i];
+  let sum = 0;
+  for (let i = 0; i < n; i++) sum += Math.exp(logits[offset + i] - max);
+  return logits[offset + token] - max - Math.log(sum);
+}

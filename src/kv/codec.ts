@@ -1,0 +1,101 @@
+/**
+ * The KV codec contract: the one interface every cache compression method implements.
+ *
+ * A codec holds one layer's keys or values for all KV heads of one sequence, in token order
+ * (row t = token t, nKvHeads·headDim values, head-major). Attention never asks it for the
+ * full-precision vectors: it asks for the two products attention needs, so a codec can run
+ * them on its compressed form (see design.md). `decode` exists for tests and debugging only.
+ *
+ * Query layout: under grouped-query attention the query heads that share KV head h are
+ * contiguous (llama.cpp's mapping, query head j reads KV head floor(j / group)), so one call
+ * serves the whole group and reads the stored codes once.
+ */
+export type KvRole = 'k' | 'v';
+
+export interface CodecContext {
+  readonly role: KvRole;
+  readonly layer: number;
+  readonly nKvHeads: number;
+  readonly headDim: number;
+  /** Most tokens this store will ever hold; storage may be preallocated to it. */
+  readonly capacity: number;
+}
+
+export interface KvCodec {
+  /** The spec string this codec was created from, in canonical form. */
+  readonly spec: string;
+  /** Tokens held. */
+  readonly length: number;
+  /** Encodes `count` new tokens: src[r·rowWidth …] for r < count, rowWidth = nKvHeads·headDim. */
+  append(src: Float32Array, count: number): void;
+  /**
+   * out[outOffset + i·outStride + t] = q_i · k_t for the nq query vectors
+   * q_i = q[qOffset + i·headDim …] against KV head `head`, tokens t < nTokens.
+   */
+  scores(
+    head: number,
+    q: Float32Array,
+    qOffset: number,
+    nq: number,
+    nTokens: number,
+    out: Float32Array,
+    outOffset: number,
+    outStride: number,
+  ): void;
+  /**
+   * out[outOffset + i·headDim + d] += Σ_t w[wOffset + i·wStride + t] · v_t[d] for the nq weight
+   * rows against KV head `head`, tokens t < nTokens.
+   */
+  accumulate(
+    head: number,
+    w: Float32Array,
+    wOffset: number,
+    wStride: number,
+    nq: number,
+    nTokens: number,
+    out: Float32Array,
+    outOffset: number,
+  ): void;
+  /** Exact bytes held: codes plus every scale, codebook share, outlier and residual. */
+  bytes(): number;
+  /** Materialises tokens [t0, t1) (all heads, row-major) into out. Tests and debugging only. */
+  decode(t0: number, t1: number, out: Float32Array): void;
+  /** Forgets tokens from `length` on (rollback, or reuse of the cache for a new sequence). */
+  truncate(length: number): void;
+}
+
+export interface CodecFactory {
+  /** Name used in specs, e.g. "f16". */
+  readonly name: string;
+  /** One line for help texts and error messages. */
+  readonly summary: string;
+  create(spec: ParsedSpec, ctx: CodecContext): KvCodec;
+}
+
+/** A spec like `kivi:2,g=32,r=128` split into its parts (values stay strings). */
+export interface ParsedSpec {
+  readonly name: string;
+  readonly arg: string | undefined;
+  readonly params: ReadonlyMap<string, string>;
+  readonly text: string;
+}
+
+/** Thrown for an unknown method, bad parameter or impossible combination. */
+export class CodecSpecError extends Error {
+  override name = 'CodecSpecError';
+}
+
+export function parseSpec(text: string): ParsedSpec {
+  const trimmed = text.trim();
+  const m = /^([a-z][a-z0-9_]*)(?::([^,]*))?((?:,[^,]*)*)$/i.exec(trimmed);
+  if (!m) throw new CodecSpecError(`malformed KV cache spec "${text}" (expected name[:arg][,key=value…])`);
+  const params = new Map<string, string>();
+  for (const part of m[3].split(',').slice(1)) {
+    const eq = part.indexOf('=');
+    if (eq <= 0) throw new CodecSpecError(`malformed parameter "${part}" in KV cache spec "${text}" (expected key=value)`);
+    const key = part.slice(0, eq).trim();
+    if (params.has(key)) throw new CodecSpecError(`parameter "${key}" given twice in KV cache spec "${text}"`);
+    params.set(key, part.slice(eq + 1).trim());
+  }
+  return { name: m[1].toLowerCase(), arg: m[2], params, text: trimmed };
+}

@@ -1,0 +1,183 @@
+import { addInPlace, matmul, rmsnorm, rope, ropeInvFreq, softmax, swiglu } from '../kernels/ref/ops.js';
+import { KvCache, type KvPolicy } from '../kv/cache.js';
+import type { LlamaConfig, LlamaWeights } from './types.js';
+
+/** Scratch for one micro-batch of up to maxBatch tokens; sized once, reused by every call. */
+class Scratch {
+  readonly x: Float32Array; // residual stream [n][dim]
+  readonly xb: Float32Array; // normed input [n][dim]
+  readonly q: Float32Array; // [n][nHeads·headDim]
+  readonly k: Float32Array; // [n][kvDim]
+  readonly v: Float32Array; // [n][kvDim]
+  readonly attnOut: Float32Array; // [n][nHeads·headDim]
+  readonly proj: Float32Array; // [n][dim]
+  readonly gate: Float32Array; // [n][hiddenDim]
+  readonly up: Float32Array; // [n][hiddenDim]
+  readonly cos: Float32Array;
+  readonly sin: Float32Array;
+  att = new Float32Array(0); // [group][capacity], grown to the largest cache seen
+
+  constructor(c: LlamaConfig, n: number) {
+    const qDim = c.nHeads * c.headDim;
+    const kvDim = c.nKvHeads * c.headDim;
+    this.x = new Float32Array(n * c.dim);
+    this.xb = new Float32Array(n * c.dim);
+    this.q = new Float32Array(n * qDim);
+    this.k = new Float32Array(n * kvDim);
+    this.v = new Float32Array(n * kvDim);
+    this.attnOut = new Float32Array(n * qDim);
+    this.proj = new Float32Array(n * c.dim);
+    this.gate = new Float32Array(n * c.hiddenDim);
+    this.up = new Float32Array(n * c.hiddenDim);
+    this.cos = new Float32Array(c.ropeDim / 2);
+    this.sin = new Float32Array(c.ropeDim / 2);
+  }
+}
+
+export interface ModelOptions {
+  /** Tokens per micro-batch when a prompt is processed (default 512). */
+  readonly maxBatch?: number;
+}
+
+/**
+ * The Llama decoder. forward() runs a batch of consecutive tokens through every layer, appending
+ * their K and V to the cache through its codecs, and returns logits for the rows asked for.
+ */
+export class LlamaModel {
+  readonly maxBatch: number;
+  private readonly s: Scratch;
+  private readonly invFreq: Float64Array;
+  private logits = new Float32Array(0);
+  private logitsView = new Float32Array(0);
+
+  constructor(
+    readonly config: LlamaConfig,
+    readonly weights: LlamaWeights,
+    opts: ModelOptions = {},
+  ) {
+    this.maxBatch = opts.maxBatch ?? 512;
+    if (config.nHeads % config.nKvHeads !== 0) {
+      throw new RangeError(`n_heads ${config.nHeads} is not a multiple of n_kv_heads ${config.nKvHeads}`);
+    }
+    this.s = new Scratch(config, this.maxBatch);
+    this.invFreq = ropeInvFreq(config.ropeTheta, config.ropeDim);
+  }
+
+  /** A cache for this model holding up to `capacity` tokens with the given K/V codecs. */
+  newCache(capacity: number, policy?: KvPolicy): KvCache {
+    const { nLayers, nKvHeads, headDim } = this.config;
+    return new KvCache({ nLayers, nKvHeads, headDim, capacity }, policy);
+  }
+
+  /**
+   * Runs tokens at positions cache.length … cache.length + n − 1 and returns the logits of rows
+   * logitsFrom … n − 1 as one [rows][vocab] array (valid until the next call).
+   */
+  forward(tokens: ArrayLike<number>, cache: KvCache, logitsFrom = tokens.length - 1): Float32Array {
+    const { vocabSize } = this.config;
+    const n = tokens.length;
+    if (n === 0) throw new RangeError('forward() needs at least one token');
+    if (logitsFrom < 0 || logitsFrom > n) throw new RangeError(`logitsFrom ${logitsFrom} outside 0..${n}`);
+    if (cache.length + n > cache.shape.capacity) {
+      throw new RangeError(`context full: ${cache.length} + ${n} tokens exceed the cache capacity of ${cache.shape.capacity}`);
+    }
+    for (let i = 0; i < n; i++) {
+      const t = tokens[i];
+      if (!Number.isInteger(t) || t < 0 || t >= vocabSize) throw new RangeError(`token id ${t} at index ${i} outside the vocabulary 0..${vocabSize - 1}`);
+    }
+    const rows = n - logitsFrom;
+    this.ensureLogits(rows);
+    this.ensureAtt(cache.shape.capacity);
+
+    for (let b0 = 0; b0 < n; b0 += this.maxBatch) {
+      const b1 = Math.min(n, b0 + this.maxBatch);
+      this.embed(tokens, b0, b1);
+      for (let l = 0; l < this.config.nLayers; l++) {
+        this.attention(l, b1 - b0, cache);
+        this.feedForward(l, b1 - b0);
+      }
+      const from = Math.max(b0, logitsFrom);
+      if (from < b1) this.classify(from - b0, b1 - from, (from - logitsFrom) * vocabSize);
+    }
+    return this.logitsView;
+  }
+
+  private embed(tokens: ArrayLike<number>, b0: number, b1: number): void {
+    const { dim } = this.config;
+    const emb = this.weights.tokenEmbedding;
+    const x = this.s.x;
+    for (let i = b0; i < b1; i++) {
+      const src = tokens[i] * dim;
+      const dst = (i - b0) * dim;
+      for (let j = 0; j < dim; j++) x[dst + j] = emb[src + j];
+    }
+  }
+
+  private attention(l: number, n: number, cache: KvCache): void {
+    const c = this.config;
+    const w = this.weights.layers[l];
+    const s = this.s;
+    const { k: kStore, v: vStore } = cache.layers[l];
+    const qDim = c.nHeads * c.headDim;
+    const kvDim = c.nKvHeads * c.headDim;
+    const group = c.nHeads / c.nKvHeads;
+    const pos0 = kStore.length;
+
+    rmsnorm(s.xb, s.x, w.attnNorm, n, c.dim, c.rmsEps);
+    matmul(s.q, s.xb, w.wq, n, c.dim, qDim);
+    matmul(s.k, s.xb, w.wk, n, c.dim, kvDim);
+    matmul(s.v, s.xb, w.wv, n, c.dim, kvDim);
+    rope(s.q, n, c.nHeads, c.headDim, pos0, this.invFreq, s.cos, s.sin);
+    rope(s.k, n, c.nKvHeads, c.headDim, pos0, this.invFreq, s.cos, s.sin);
+    kStore.append(s.k, n);
+    vStore.append(s.v, n);
+
+    // Causal attention: token i sees positions 0 … pos0 + i. One scores/accumulate call per KV
+    // head covers its whole query group.
+    const scale = 1 / Math.sqrt(c.headDim);
+    const stride = cache.shape.capacity;
+    s.attnOut.fill(0, 0, n * qDim);
+    for (let i = 0; i < n; i++) {
+      const seen = pos0 + i + 1;
+      for (let h = 0; h < c.nKvHeads; h++) {
+        const qOff = i * qDim + h * group * c.headDim;
+        kStore.scores(h, s.q, qOff, group, seen, s.att, 0, stride);
+        for (let g = 0; g < group; g++) softmax(s.att, g * stride, seen, scale);
+        vStore.accumulate(h, s.att, 0, stride, group, seen, s.attnOut, qOff);
+      }
+    }
+    matmul(s.proj, s.attnOut, w.wo, n, qDim, c.dim);
+    addInPlace(s.x, s.proj, n * c.dim);
+  }
+
+  private feedForward(l: number, n: number): void {
+    const c = this.config;
+    const w = this.weights.layers[l];
+    const s = this.s;
+    rmsnorm(s.xb, s.x, w.ffnNorm, n, c.dim, c.rmsEps);
+    matmul(s.gate, s.xb, w.wGate, n, c.dim, c.hiddenDim);
+    matmul(s.up, s.xb, w.wUp, n, c.dim, c.hiddenDim);
+    swiglu(s.gate, s.up, n * c.hiddenDim);
+    matmul(s.proj, s.gate, w.wDown, n, c.hiddenDim, c.dim);
+    addInPlace(s.x, s.proj, n * c.dim);
+  }
+
+  /** Final norm and classifier for scratch rows r0 … r0+count−1, written at logits[outOffset]. */
+  private classify(r0: number, count: number, outOffset: number): void {
+    const c = this.config;
+    const s = this.s;
+    rmsnorm(s.xb, s.x, this.weights.outputNorm, count, c.dim, c.rmsEps, r0 * c.dim);
+    matmul(this.logits, s.xb, this.weights.output, count, c.dim, c.vocabSize, 0, outOffset);
+  }
+
+  private ensureLogits(rows: number): void {
+    const size = rows * this.config.vocabSize;
+    if (this.logits.length < size) this.logits = new Float32Array(size);
+    if (this.logitsView.length !== size) this.logitsView = this.logits.subarray(0, size);
+  }
+
+  private ensureAtt(capacity: number): void {
+    const size = (this.config.nHeads / this.config.nKvHeads) * capacity;
+    if (this.s.att.length < size) this.s.att = new Float32Array(size);
+  }
+}

@@ -1,0 +1,88 @@
+import { closeSync, existsSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { ModelFormatError } from '../formats/errors.js';
+import { readGguf } from '../formats/gguf.js';
+import { readLlama2c } from '../formats/llama2c.js';
+import { spmVocabFromGguf } from '../tokenizer/gguf-vocab.js';
+import { readLlama2cTokenizer } from '../tokenizer/llama2c-vocab.js';
+import { SpmTokenizer } from '../tokenizer/spm.js';
+import type { Tokenizer } from '../tokenizer/types.js';
+import { llamaFromGguf } from './from-gguf.js';
+import type { LlamaConfig, LlamaWeights } from './types.js';
+
+export type ModelFormat = 'gguf' | 'llama2c';
+
+export interface LoadedModelFile {
+  readonly path: string;
+  readonly format: ModelFormat;
+  readonly name: string;
+  readonly config: LlamaConfig;
+  readonly weights: LlamaWeights;
+  readonly tokenizer: Tokenizer;
+  /** Where the tokenizer came from: the model file itself, or a tokenizer.bin beside it. */
+  readonly tokenizerPath: string;
+}
+
+export interface LoadFileOptions {
+  /** llama2.c only: the tokenizer.bin to use instead of searching beside the model. */
+  readonly tokenizerPath?: string;
+}
+
+/** Loads a GGUF or llama2.c checkpoint (told apart by their first bytes) and its tokenizer. */
+export function loadModelFile(path: string, opts: LoadFileOptions = {}): LoadedModelFile {
+  if (!existsSync(path)) throw new ModelFormatError(path, 'path', 'no such file');
+  if (!statSync(path).isFile()) throw new ModelFormatError(path, 'path', 'not a regular file');
+  if (sniffMagic(path) === 'GGUF') {
+    if (opts.tokenizerPath) throw new ModelFormatError(path, 'tokenizer', 'a GGUF file carries its own tokenizer; --tokenizer applies to llama2.c checkpoints only');
+    const file = readGguf(path);
+    const { config, weights } = llamaFromGguf(file);
+    const tokenizer = new SpmTokenizer(spmVocabFromGguf(file.metadata, path));
+    checkVocab(path, config, tokenizer);
+    const name = file.metadata.get('general.name');
+    return { path, format: 'gguf', name: typeof name === 'string' ? name : basename(path), config, weights, tokenizer, tokenizerPath: path };
+  }
+  const { config, weights } = readLlama2c(path);
+  const tokenizerPath = opts.tokenizerPath ?? findLlama2cTokenizer(path, config.vocabSize);
+  const tokenizer = new SpmTokenizer(readLlama2cTokenizer(tokenizerPath, config.vocabSize));
+  checkVocab(tokenizerPath, config, tokenizer);
+  return { path, format: 'llama2c', name: basename(path), config, weights, tokenizer, tokenizerPath };
+}
+
+function sniffMagic(path: string): string {
+  const fd = openSync(path, 'r');
+  try {
+    const b = Buffer.alloc(4);
+    const n = readSync(fd, b, 0, 4, 0);
+    return b.subarray(0, n).toString('latin1');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function checkVocab(tokenizerFile: string, config: LlamaConfig, tokenizer: Tokenizer): void {
+  if (tokenizer.vocabSize !== config.vocabSize) {
+    throw new ModelFormatError(
+      tokenizerFile,
+      'vocab_size',
+      `the tokenizer has ${tokenizer.vocabSize} tokens but the model's embedding has ${config.vocabSize} rows`,
+    );
+  }
+}
+
+/**
+ * llama2.c keeps the tokenizer in a separate file: tokenizer.bin beside the checkpoint, or a
+ * tok<N>.bin (tok512.bin, tok4096.bin); the one named for the model's vocabulary size wins.
+ */
+export function findLlama2cTokenizer(modelPath: string, vocabSize: number): string {
+  const dir = dirname(modelPath);
+  const candidates = readdirSync(dir).filter((f) => f === 'tokenizer.bin' || /^tok.*\.bin$/.test(f));
+  const pick =
+    candidates.find((f) => f === `tok${vocabSize}.bin`) ??
+    candidates.find((f) => f === 'tokenizer.bin') ??
+    (candidates.length === 1 ? candidates[0] : undefined);
+  if (!pick) {
+    const why = candidates.length === 0 ? 'no tokenizer.bin or tok*.bin beside it' : `several candidates (${candidates.join(', ')}) and none is tok${vocabSize}.bin`;
+    throw new ModelFormatError(modelPath, 'tokenizer', `${why}; pass --tokenizer FILE`);
+  }
+  return join(dir, pick);
+}
