@@ -48,7 +48,7 @@ export function resolveModelPath(flags: ModelFlags, allowDefault: boolean): stri
   const p = flags.model ?? process.env.LOWKV_MODEL;
   if (p) return p;
   if (allowDefault && existsSync(DEFAULT_MODEL)) return DEFAULT_MODEL;
-  throw new InvalidArgumentError('no model given: pass --model FILE or set LOWKV_MODEL');
+  throw new Error('no model given: pass --model FILE or set LOWKV_MODEL');
 }
 
 export function openModel(flags: ModelFlags, allowDefault = false): Promise<Model> {

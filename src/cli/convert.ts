@@ -1,5 +1,5 @@
 import { statSync } from 'node:fs';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { SpmTokenizer } from '../tokenizer/spm.js';
 import { writeModelGguf, WEIGHT_TYPES, type WeightTypeName } from '../model/to-gguf.js';
 import { formatBytes, openModel } from './common.js';
@@ -15,7 +15,7 @@ export function convertCommand(): Command {
     )
     .action(async (flags: { model?: string; tokenizer?: string; out: string; type: WeightTypeName }) => {
       const model = await openModel(flags);
-      if (!(model.tokenizer instanceof SpmTokenizer)) throw new InvalidArgumentError('this tokenizer cannot be embedded in a GGUF file');
+      if (!(model.tokenizer instanceof SpmTokenizer)) throw new Error('this tokenizer cannot be embedded in a GGUF file');
       const summary = writeModelGguf(model.file, model.tokenizer.vocab, flags.out, flags.type);
       const note = summary.keptF16.length ? ` (${summary.keptF16.length} matrices kept at F16: rows not a multiple of 32)` : '';
       process.stderr.write(`wrote ${flags.out}: ${summary.tensors} tensors, ${formatBytes(statSync(flags.out).size)}${note}\n`);
