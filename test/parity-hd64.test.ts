@@ -66,7 +66,7 @@ describe.skipIf(!hasShared)('lowkv-tiny-hd64 against its references', () => {
 
   it("perplexity on WikiText-2 test, ctx 512, 100 chunks, f32 cache = llama.cpp's 314.7263 (± 0.003)", async () => {
     const m = await model(HD64_GGUF);
-    const r = m.perplexity(readFileSync(WIKITEXT2, 'utf8'), { ctx: 512, chunks: 100 });
+    const r = await m.perplexity(readFileSync(WIKITEXT2, 'utf8'), { ctx: 512, chunks: 100 });
     expect(r.count).toBe(25500);
     expect(Math.abs(r.ppl - 314.7263)).toBeLessThan(0.003);
   });

@@ -55,7 +55,7 @@ describe.skipIf(!hasShared)('stories260K against its references', () => {
 
   it('f16 cache: perplexity within 0.001 of llama.cpp (8.2750)', async () => {
     const m = await model(STORIES_GGUF);
-    const r = m.perplexity(readFileSync(TINYSTORIES, 'utf8'), { ctx: 512, cacheTypeK: 'f16', cacheTypeV: 'f16' });
+    const r = await m.perplexity(readFileSync(TINYSTORIES, 'utf8'), { ctx: 512, cacheTypeK: 'f16', cacheTypeV: 'f16' });
     expect(r.chunks).toBe(79);
     expect(r.count).toBe(20145);
     expect(Math.abs(r.ppl - 8.275)).toBeLessThan(0.001);

@@ -9,7 +9,6 @@ import { spmVocabFromGguf } from '../src/tokenizer/gguf-vocab.js';
 import { readGguf } from '../src/formats/gguf.js';
 import { dataPath, hasShared } from './helpers/shared-data.js';
 
-if (!hasShared) console.warn('skipping: ../shared/data not found');
 
 function textFiles(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {

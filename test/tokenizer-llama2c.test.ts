@@ -121,7 +121,6 @@ describe('readLlama2cTokenizer', () => {
 });
 
 describe.skipIf(!hasShared)('readLlama2cTokenizer on a corrupted copy of tok512.bin', () => {
-  if (!hasShared) console.warn('skipping: ../shared/data not found');
   const original = hasShared ? readFileSync(dataPath('models/stories260K/tok512.bin')) : Buffer.alloc(0);
 
   it('reads the original', () => {

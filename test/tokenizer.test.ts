@@ -387,7 +387,6 @@ describe('spmVocabFromGguf', () => {
 // ---------------------------------------------------------------------------------------------
 // Against the reference files in ../shared/data.
 
-if (!hasShared) console.warn('skipping: ../shared/data not found');
 
 const LLAMA_SPM = 'models/ggml-vocab-llama-spm/ggml-vocab-llama-spm.gguf';
 

@@ -65,6 +65,7 @@ export async function runGenerate(flags: GenerateFlags, allowDefaultModel: boole
     r = await it.next();
   }
   process.stdout.write('\n');
+  if (r.value.finishReason === 'aborted') process.exitCode = 130;
   return { result: r.value, session };
 }
 

@@ -39,7 +39,7 @@ export function pplCommand(): Command {
     const total = Math.min(Math.floor(tokens.length / flags.ctx), flags.chunks ?? Infinity);
     process.stderr.write(`${flags.file}: ${tokens.length} tokens, ${total} chunks of ${flags.ctx}, K ${flags.cacheTypeK} / V ${flags.cacheTypeV}\n`);
     const bar = progress('ppl', total, flags.json && !process.stderr.isTTY);
-    const r = model.perplexity(text, {
+    const r = await model.perplexity(text, {
       ctx: flags.ctx,
       chunks: flags.chunks,
       cacheTypeK: flags.cacheTypeK,
@@ -48,7 +48,10 @@ export function pplCommand(): Command {
       onChunk: (done, _total, running) => bar.update(done, `PPL ${running.toFixed(4)}`),
     });
     bar.stop();
-    if (r.chunks < total) process.stderr.write(`interrupted: ${r.chunks} of ${total} chunks scored\n`);
+    if (r.chunks < total) {
+      process.stderr.write(`interrupted: ${r.chunks} of ${total} chunks scored\n`);
+      process.exitCode = 130;
+    }
     if (flags.json) {
       const out = {
         model: model.file.path,

@@ -1,3 +1,4 @@
+import { yieldToEventLoop } from './event-loop.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import { Sampler, type SamplerOptions } from './sampler.js';
 import type { Session } from './session.js';
@@ -74,6 +75,8 @@ export async function* generate(
   let generated = 0;
   let finishReason: FinishReason = 'length';
   while (generated < maxTokens) {
+    // A macrotask turn per token lets Ctrl-C handlers and other requests run.
+    await yieldToEventLoop();
     if (opts.signal?.aborted) {
       finishReason = 'aborted';
       break;

@@ -66,7 +66,7 @@ export class Model {
   }
 
   /** llama-perplexity over text (tokenized once with BOS). */
-  perplexity(text: string, opts: Omit<PerplexityOptions, 'policy' | 'bos'> & Omit<CacheOptions, 'ctx'> = {}): PerplexityResult {
+  perplexity(text: string, opts: Omit<PerplexityOptions, 'policy' | 'bos'> & Omit<CacheOptions, 'ctx'> = {}): Promise<PerplexityResult> {
     // llama-perplexity: tokenize once with the vocabulary's BOS rule; when it adds BOS, every
     // chunk starts with BOS.
     const tokens = this.tokenizer.encode(text);

@@ -1,3 +1,4 @@
+import { yieldToEventLoop } from '../engine/event-loop.js';
 import type { KvPolicy } from '../kv/cache.js';
 import type { LlamaModel } from '../model/llama.js';
 
@@ -35,7 +36,7 @@ export interface PerplexityResult {
  * of ctx tokens, each from an empty cache with its first token replaced by BOS, scoring only the
  * second half: logits at positions ctx/2 … ctx−2 predict the next token.
  */
-export function perplexity(model: LlamaModel, tokens: ArrayLike<number>, opts: PerplexityOptions = {}): PerplexityResult {
+export async function perplexity(model: LlamaModel, tokens: ArrayLike<number>, opts: PerplexityOptions = {}): Promise<PerplexityResult> {
   const ctx = opts.ctx ?? 512;
   if (!Number.isInteger(ctx) || ctx < 4) throw new RangeError(`context must be an integer ≥ 4 (got ${ctx})`);
   const available = Math.floor(tokens.length / ctx);
@@ -59,6 +60,8 @@ export function perplexity(model: LlamaModel, tokens: ArrayLike<number>, opts: P
   let kvBytes = cache.bytes();
   let bitsPerValue = cache.bitsPerValue();
   for (let c = 0; c < nChunks; c++) {
+    // Let signal handlers (Ctrl-C) and progress output run between chunks.
+    await yieldToEventLoop();
     if (opts.signal?.aborted) break;
     const s = c * ctx;
     for (let i = 0; i < ctx; i++) batch[i] = tokens[s + i];

@@ -5,6 +5,7 @@
 
 import * as fs from 'node:fs';
 import { ModelFormatError } from './errors.js';
+import { withFile } from './file.js';
 import {
   DEQUANTIZABLE_TYPES,
   GgmlType,
@@ -372,19 +373,7 @@ interface RawTensor {
 
 /** Parse a GGUF file's header (metadata and tensor table); tensor data stays on disk. */
 export function readGguf(path: string): GgufFile {
-  let fd: number;
-  try {
-    fd = fs.openSync(path, 'r');
-  } catch (e) {
-    throw new ModelFormatError(path, 'file', `cannot open: ${(e as Error).message}`);
-  }
-  try {
-    const st = fs.fstatSync(fd);
-    if (!st.isFile()) throw new ModelFormatError(path, 'file', 'not a regular file');
-    return parse(new Cursor(fd, st.size, path));
-  } finally {
-    fs.closeSync(fd);
-  }
+  return withFile(path, (fd, size) => parse(new Cursor(fd, size, path)));
 }
 
 function parse(c: Cursor): GgufFile {

@@ -4,6 +4,7 @@
 import * as fs from 'node:fs';
 import type { LayerWeights, LlamaConfig, LlamaWeights } from '../model/types.js';
 import { ModelFormatError } from './errors.js';
+import { withFile } from './file.js';
 
 export interface Llama2cModel {
   readonly config: LlamaConfig;
@@ -31,16 +32,7 @@ interface Header {
 
 /** Read a llama2.c checkpoint (legacy or version 1). */
 export function readLlama2c(path: string): Llama2cModel {
-  let fd: number;
-  try {
-    fd = fs.openSync(path, 'r');
-  } catch (e) {
-    throw new ModelFormatError(path, 'file', `cannot open: ${(e as Error).message}`);
-  }
-  try {
-    const st = fs.fstatSync(fd);
-    if (!st.isFile()) throw new ModelFormatError(path, 'file', 'not a regular file');
-    const fileSize = st.size;
+  return withFile(path, (fd, fileSize) => {
     const header = readHeader(fd, fileSize, path);
     const config = configOf(header, path);
     const floats = new FloatReader(fd, header.headerBytes, path);
@@ -56,9 +48,7 @@ export function readLlama2c(path: string): Llama2cModel {
     const parts = new Parts(config);
     layout(config, header.shared, header.seqLen, { floats, parts });
     return { config, weights: parts.weights(header.shared), version: header.version };
-  } finally {
-    fs.closeSync(fd);
-  }
+  });
 }
 
 function readHeader(fd: number, fileSize: number, path: string): Header {

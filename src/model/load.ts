@@ -1,6 +1,7 @@
-import { closeSync, existsSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
+import { readdirSync, readSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { ModelFormatError } from '../formats/errors.js';
+import { withFile } from '../formats/file.js';
 import { readGguf } from '../formats/gguf.js';
 import { readLlama2c } from '../formats/llama2c.js';
 import { spmVocabFromGguf } from '../tokenizer/gguf-vocab.js';
@@ -30,8 +31,6 @@ export interface LoadFileOptions {
 
 /** Loads a GGUF or llama2.c checkpoint (told apart by their first bytes) and its tokenizer. */
 export function loadModelFile(path: string, opts: LoadFileOptions = {}): LoadedModelFile {
-  if (!existsSync(path)) throw new ModelFormatError(path, 'path', 'no such file');
-  if (!statSync(path).isFile()) throw new ModelFormatError(path, 'path', 'not a regular file');
   if (sniffMagic(path) === 'GGUF') {
     if (opts.tokenizerPath) throw new ModelFormatError(path, 'tokenizer', 'a GGUF file carries its own tokenizer; --tokenizer applies to llama2.c checkpoints only');
     const file = readGguf(path);
@@ -49,14 +48,10 @@ export function loadModelFile(path: string, opts: LoadFileOptions = {}): LoadedM
 }
 
 function sniffMagic(path: string): string {
-  const fd = openSync(path, 'r');
-  try {
+  return withFile(path, (fd) => {
     const b = Buffer.alloc(4);
-    const n = readSync(fd, b, 0, 4, 0);
-    return b.subarray(0, n).toString('latin1');
-  } finally {
-    closeSync(fd);
-  }
+    return b.subarray(0, readSync(fd, b, 0, 4, 0)).toString('latin1');
+  });
 }
 
 function checkVocab(tokenizerFile: string, config: LlamaConfig, tokenizer: Tokenizer): void {

@@ -62,7 +62,8 @@ class F32Codec extends DenseCodec {
   }
 
   protected store(src: Float32Array, dstOffset: number, n: number): void {
-    this.data.set(src.subarray(0, n), dstOffset);
+    const data = this.data;
+    for (let i = 0; i < n; i++) data[dstOffset + i] = src[i];
   }
 
   scores(head: number, q: Float32Array, qOffset: number, nq: number, nTokens: number, out: Float32Array, outOffset: number, outStride: number): void {
