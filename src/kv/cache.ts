@@ -1,4 +1,4 @@
-import type { KvCodec } from './codec.js';
+import type { KvCodec, RopeParams } from './codec.js';
 import { createCodec } from './registry.js';
 
 /** Which codec each layer's K and V use: a default pair plus per-layer overrides. */
@@ -13,6 +13,7 @@ export interface KvShape {
   readonly nKvHeads: number;
   readonly headDim: number;
   readonly capacity: number;
+  readonly rope?: RopeParams;
 }
 
 export interface KvBytes {
@@ -29,7 +30,7 @@ export class KvCache {
     readonly shape: KvShape,
     readonly policy: KvPolicy = { k: 'f32', v: 'f32' },
   ) {
-    const { nLayers, nKvHeads, headDim, capacity } = shape;
+    const { nLayers, nKvHeads, headDim, capacity, rope } = shape;
     for (const key of Object.keys(policy.layers ?? {})) {
       const l = Number(key);
       if (!Number.isInteger(l) || l < 0 || l >= nLayers) {
@@ -38,7 +39,7 @@ export class KvCache {
     }
     this.layers = Array.from({ length: nLayers }, (_, layer) => {
       const o = policy.layers?.[layer];
-      const base = { layer, nKvHeads, headDim, capacity };
+      const base = { layer, nKvHeads, headDim, capacity, rope };
       return {
         k: createCodec(o?.k ?? policy.k, { ...base, role: 'k' }),
         v: createCodec(o?.v ?? policy.v, { ...base, role: 'v' }),

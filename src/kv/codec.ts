@@ -12,6 +12,13 @@
  */
 export type KvRole = 'k' | 'v';
 
+export interface RopeParams {
+  /** Base frequency θ; pair i of a head turns by pos·θ^(−2i/dim). */
+  readonly theta: number;
+  /** Leading head dimensions rotated, as interleaved pairs (x[2i], x[2i+1]). */
+  readonly dim: number;
+}
+
 export interface CodecContext {
   readonly role: KvRole;
   readonly layer: number;
@@ -19,11 +26,20 @@ export interface CodecContext {
   readonly headDim: number;
   /** Most tokens this store will ever hold; storage may be preallocated to it. */
   readonly capacity: number;
+  /** The model's RoPE, for codecs that store keys before it (preRope) and rotate in scores(). */
+  readonly rope?: RopeParams;
+  /** Absolute position of this store's token 0 (non-zero for a codec nested in a window). */
+  readonly firstPosition?: number;
 }
 
 export interface KvCodec {
   /** The spec string this codec was created from, in canonical form. */
   readonly spec: string;
+  /**
+   * True when append() must receive keys before RoPE; scores() then rotates each stored key to
+   * its position (firstPosition + t) itself. Queries are always post-RoPE.
+   */
+  readonly preRope?: boolean;
   /** Tokens held. */
   readonly length: number;
   /** Encodes `count` new tokens: src[r·rowWidth …] for r < count, rowWidth = nKvHeads·headDim. */
@@ -64,19 +80,45 @@ export interface KvCodec {
   truncate(length: number): void;
 }
 
+/** Builds a nested codec (window wrappers): the registry's createCodec. */
+export type CodecBuilder = (spec: string, ctx: CodecContext) => KvCodec;
+
+/** Activations a method calibrates on: rows of one layer's K or V, as the model produced them. */
+export interface CalibrationSamples {
+  readonly layer: number;
+  readonly role: KvRole;
+  readonly nKvHeads: number;
+  readonly headDim: number;
+  /** Rows of nKvHeads·headDim values. Keys are pre-RoPE here; use rope to rotate if needed. */
+  readonly rows: Float32Array;
+  readonly nRows: number;
+  readonly rope: RopeParams;
+}
+
 export interface CodecFactory {
   /** Name used in specs, e.g. "f16". */
   readonly name: string;
   /** One line for help texts and error messages. */
   readonly summary: string;
-  create(spec: ParsedSpec, ctx: CodecContext): KvCodec;
+  create(spec: ParsedSpec, ctx: CodecContext, build: CodecBuilder): KvCodec;
+  /**
+   * Methods that learn from data (codebooks, ranges) turn one layer's samples into a
+   * JSON-serialisable artifact; `lowkv calibrate` stores them, and create() reads them back
+   * through the spec's calib=FILE parameter (see kv/calibration.ts).
+   */
+  calibrate?(spec: ParsedSpec, samples: CalibrationSamples): unknown;
 }
 
-/** A spec like `kivi:2,g=32,r=128` split into its parts (values stay strings). */
+/**
+ * A spec like `kivi:2,g=32,r=128` split into its parts (values stay strings). A wrapper spec
+ * `window(sink=4,recent=64):kivi:2` has its parameters in parentheses and the wrapped spec in
+ * `inner`.
+ */
 export interface ParsedSpec {
   readonly name: string;
   readonly arg: string | undefined;
   readonly params: ReadonlyMap<string, string>;
+  readonly inner?: string;
   readonly text: string;
 }
 
@@ -87,15 +129,33 @@ export class CodecSpecError extends Error {
 
 export function parseSpec(text: string): ParsedSpec {
   const trimmed = text.trim();
+  const wrapper = /^([a-z][a-z0-9_]*)\(([^()]*)\):(.+)$/i.exec(trimmed);
+  if (wrapper) {
+    return { name: wrapper[1].toLowerCase(), arg: undefined, params: parseParams(wrapper[2] ? wrapper[2].split(',') : [], text), inner: wrapper[3], text: trimmed };
+  }
   const m = /^([a-z][a-z0-9_]*)(?::([^,]*))?((?:,[^,]*)*)$/i.exec(trimmed);
   if (!m) throw new CodecSpecError(`malformed KV cache spec "${text}" (expected name[:arg][,key=value…])`);
+  return { name: m[1].toLowerCase(), arg: m[2], params: parseParams(m[3].split(',').slice(1), text), text: trimmed };
+}
+
+function parseParams(parts: string[], text: string): Map<string, string> {
   const params = new Map<string, string>();
-  for (const part of m[3].split(',').slice(1)) {
+  for (const part of parts) {
     const eq = part.indexOf('=');
     if (eq <= 0) throw new CodecSpecError(`malformed parameter "${part}" in KV cache spec "${text}" (expected key=value)`);
     const key = part.slice(0, eq).trim();
     if (params.has(key)) throw new CodecSpecError(`parameter "${key}" given twice in KV cache spec "${text}"`);
     params.set(key, part.slice(eq + 1).trim());
   }
-  return { name: m[1].toLowerCase(), arg: m[2], params, text: trimmed };
+  return params;
+}
+
+/** Rejects NaN and ±Inf before they poison scales: n values of src, for `count` rows. */
+export function assertFinite(src: Float32Array, n: number, ctx: CodecContext, firstToken: number): void {
+  const width = ctx.nKvHeads * ctx.headDim;
+  for (let i = 0; i < n; i++) {
+    const x = src[i];
+    // x − x is NaN exactly for NaN and ±Inf, and keeps this loop cheap.
+    if (x - x !== 0) throw new RangeError(`non-finite value ${x} in ${ctx.role} of layer ${ctx.layer} (token ${firstToken + Math.floor(i / width)})`);
+  }
 }

@@ -16,11 +16,14 @@ export function describeCodecs(): string {
 
 export function createCodec(spec: string, ctx: CodecContext): KvCodec {
   const parsed = parseSpec(spec);
-  const factory = byName.get(parsed.name);
-  if (!factory) {
-    throw new CodecSpecError(`unknown KV cache type "${parsed.name}"; valid types:\n${describeCodecs()}`);
-  }
-  return factory.create(parsed, ctx);
+  const factory = codecFactory(parsed.name);
+  return factory.create(parsed, ctx, createCodec);
+}
+
+export function codecFactory(name: string): CodecFactory {
+  const factory = byName.get(name.toLowerCase());
+  if (!factory) throw new CodecSpecError(`unknown KV cache type "${name}"; valid types:\n${describeCodecs()}`);
+  return factory;
 }
 
 /** Validates a spec without a model at hand (CLI argument checking). */

@@ -34,6 +34,12 @@ class Scratch {
   }
 }
 
+/**
+ * Sees each layer's K (before RoPE) and V rows as they are computed: what calibration
+ * collects. rows holds n rows of nKvHeads·headDim values and is only valid during the call.
+ */
+export type KvObserver = (layer: number, role: 'k' | 'v', rows: Float32Array, n: number) => void;
+
 export interface ModelOptions {
   /** Tokens per micro-batch when a prompt is processed (default 512). */
   readonly maxBatch?: number;
@@ -49,6 +55,8 @@ export class LlamaModel {
   private readonly invFreq: Float64Array;
   private logits = new Float32Array(0);
   private logitsView = new Float32Array(0);
+  /** Set to watch K/V activations (calibration); undefined on the normal path. */
+  observer: KvObserver | undefined;
 
   constructor(
     readonly config: LlamaConfig,
@@ -65,8 +73,8 @@ export class LlamaModel {
 
   /** A cache for this model holding up to `capacity` tokens with the given K/V codecs. */
   newCache(capacity: number, policy?: KvPolicy): KvCache {
-    const { nLayers, nKvHeads, headDim } = this.config;
-    return new KvCache({ nLayers, nKvHeads, headDim, capacity }, policy);
+    const { nLayers, nKvHeads, headDim, ropeTheta, ropeDim } = this.config;
+    return new KvCache({ nLayers, nKvHeads, headDim, capacity, rope: { theta: ropeTheta, dim: ropeDim } }, policy);
   }
 
   /**
@@ -127,9 +135,13 @@ export class LlamaModel {
     matmul(s.q, s.xb, w.wq, n, c.dim, qDim);
     matmul(s.k, s.xb, w.wk, n, c.dim, kvDim);
     matmul(s.v, s.xb, w.wv, n, c.dim, kvDim);
+    this.observer?.(l, 'k', s.k, n);
+    this.observer?.(l, 'v', s.v, n);
     rope(s.q, n, c.nHeads, c.headDim, pos0, this.invFreq, s.cos, s.sin);
+    // Pre-RoPE codecs (KVQuant) store keys unrotated and rotate them inside scores().
+    if (kStore.preRope) kStore.append(s.k, n);
     rope(s.k, n, c.nKvHeads, c.headDim, pos0, this.invFreq, s.cos, s.sin);
-    kStore.append(s.k, n);
+    if (!kStore.preRope) kStore.append(s.k, n);
     vStore.append(s.v, n);
 
     // Causal attention: token i sees positions 0 … pos0 + i. One scores/accumulate call per KV

@@ -1,5 +1,5 @@
 import { bf16ToF32, f16Table, f32ToBf16, f32ToF16 } from '../../numeric/f16.js';
-import { CodecSpecError, type CodecContext, type CodecFactory, type KvCodec, type ParsedSpec } from '../codec.js';
+import { assertFinite, CodecSpecError, type CodecContext, type CodecFactory, type KvCodec, type ParsedSpec } from '../codec.js';
 
 /** Shared bookkeeping: capacity, the row layout and the checks every append needs. */
 abstract class DenseCodec implements KvCodec {
@@ -23,13 +23,8 @@ abstract class DenseCodec implements KvCodec {
       );
     }
     const n = count * this.rowWidth;
-    for (let i = 0; i < n; i++) {
-      const x = src[i];
-      // x − x is NaN exactly for NaN and ±Inf, and keeps this loop cheap.
-      if (x - x !== 0) {
-        throw new RangeError(`non-finite value ${x} in ${this.ctx.role} of layer ${this.ctx.layer} (token ${this.length + Math.floor(i / this.rowWidth)})`);
-      }
-    }
+    assertFinite(src, n, this.ctx, this.length);
+    this.checkRangeOf(src, n);
     this.store(src, this.length * this.rowWidth, n);
     this.length += count;
   }
@@ -46,6 +41,9 @@ abstract class DenseCodec implements KvCodec {
   protected checkRange(nTokens: number): void {
     if (nTokens > this.length) throw new RangeError(`asked for ${nTokens} tokens, ${this.length} stored`);
   }
+
+  /** Formats with a narrower range than float32 refuse values they would turn into ±Inf. */
+  protected checkRangeOf(_src: Float32Array, _n: number): void {}
 
   protected abstract store(src: Float32Array, dstOffset: number, n: number): void;
   abstract scores(head: number, q: Float32Array, qOffset: number, nq: number, nTokens: number, out: Float32Array, outOffset: number, outStride: number): void;
@@ -111,6 +109,15 @@ class Half16Codec extends DenseCodec {
   ) {
     super(spec, ctx, 2);
     this.data = new Uint16Array(ctx.capacity * this.rowWidth);
+  }
+
+  protected override checkRangeOf(src: Float32Array, n: number): void {
+    const { encode, table } = this;
+    for (let i = 0; i < n; i++) {
+      if (!Number.isFinite(table[encode(src[i])])) {
+        throw new RangeError(`value ${src[i]} in ${this.ctx.role} of layer ${this.ctx.layer} overflows ${this.spec} (largest finite ${this.spec === 'f16' ? 65504 : 3.3895e38})`);
+      }
+    }
   }
 
   protected store(src: Float32Array, dstOffset: number, n: number): void {
