@@ -1,8 +1,26 @@
 import { CodecSpecError, parseSpec, type CodecContext, type CodecFactory, type KvCodec } from './codec.js';
+import { cqCodecs } from './codecs/cq.js';
+import { decoquantCodecs } from './codecs/decoquant.js';
 import { fpCodecs } from './codecs/fp.js';
+import { ggmlCodecs } from './codecs/ggml.js';
+import { kiviCodecs } from './codecs/kivi.js';
+import { kvquantCodecs } from './codecs/kvquant.js';
+import { mxCodecs } from './codecs/mx.js';
+import { rtnCodecs } from './codecs/rtn.js';
+import { windowCodecs } from './codecs/window.js';
 
 // Adding a method: one file under codecs/ and one entry here.
-const FACTORIES: readonly CodecFactory[] = [...fpCodecs];
+const FACTORIES: readonly CodecFactory[] = [
+  ...fpCodecs,
+  ...ggmlCodecs,
+  ...rtnCodecs,
+  ...kiviCodecs,
+  ...decoquantCodecs,
+  ...kvquantCodecs,
+  ...cqCodecs,
+  ...mxCodecs,
+  ...windowCodecs,
+];
 
 const byName = new Map(FACTORIES.map((f) => [f.name, f]));
 

@@ -1,0 +1,3 @@
+import type { CodecFactory } from '../codec.js';
+
+export const mxCodecs: CodecFactory[] = [];
