@@ -13,7 +13,7 @@ describe('lowkv demo (bundled model, no arguments)', () => {
     expect(r.stdout.startsWith('It was a dark and stormy night')).toBe(true);
     expect(r.stdout.length).toBeGreaterThan('It was a dark and stormy night'.length + 40);
     // f16 cache of lowkv-tiny-hd64: 4 layers × (K + V) × 2 KV heads × 64 dims × 2 bytes.
-    expect(r.stderr).toMatch(/= 2048 bytes\/token \(K f16, V f16; an f32 cache needs 4096 bytes\/token/);
+    expect(r.stderr).toMatch(/= 2048 bytes\/token \(K f16 \/ V f16; an f32 cache needs 4096 bytes\/token/);
     expect(r.stderr).toMatch(/decode [\d.]+ tok\/s/);
   });
 
@@ -43,7 +43,7 @@ describe.skipIf(!hasShared)('lowkv generate / ppl on stories260K', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toBe('Once upon a time, there was a little girl named \n');
     expect(r.stderr).toMatch(/tokens: 5 prompt \+ \d+ generated \(stop\)/);
-    expect(r.stderr).toMatch(/KV [\d.]+ KiB held for \d+ tokens = 1280 B\/token \(K f32 32\.00 bits\/value, V f32 32\.00\)/);
+    expect(r.stderr).toMatch(/KV [\d.]+ KiB held for \d+ tokens = 1280 B\/token \(K f32 \/ V f32: K 32\.00 bits\/value, V 32\.00\)/);
   });
 
   it('ppl --json with an f32 cache gives llama.cpp\'s 8.2753 ± 0.17624', () => {

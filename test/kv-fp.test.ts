@@ -103,7 +103,9 @@ describe('spec grammar and registry', () => {
     expect(() => createCodec('q3_foo', ctx)).toThrow(CodecSpecError);
     expect(() => createCodec('q3_foo', ctx)).toThrow(/unknown KV cache type "q3_foo"; valid types:[\s\S]*f16/);
     expect(() => createCodec('f16:4', ctx)).toThrow(/takes no parameters/);
-    expect(() => createCodec('kivi:2,g', ctx)).toThrow(/malformed parameter "g"/);
+    expect(() => createCodec('f16,=3', ctx)).toThrow(/malformed parameter "=3"/);
+    expect(parseSpec('nvfp4,hadamard').params.get('hadamard')).toBe('true');
+    expect(parseSpec('window(sink=4,recent=64):kivi:2,g=32').inner).toBe('kivi:2,g=32');
     expect(() => createCodec('kivi:2,g=1,g=2', ctx)).toThrow(/given twice/);
     expect(() => createCodec('', ctx)).toThrow(/malformed KV cache spec/);
   });

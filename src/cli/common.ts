@@ -2,6 +2,8 @@ import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError, Option } from 'commander';
+import type { KvPolicy } from '../kv/cache.js';
+import { readPolicyFile } from '../kv/policy.js';
 import { checkSpec } from '../kv/registry.js';
 import { loadModel, type Model } from '../engine/model.js';
 
@@ -36,7 +38,25 @@ function specArg(v: string): string {
 export const cacheOptions = (def = 'f32'): Option[] => [
   new Option('--cache-type-k <type>', 'KV cache type for keys (see `lowkv codecs`)').default(def).argParser(specArg),
   new Option('--cache-type-v <type>', 'KV cache type for values').default(def).argParser(specArg),
+  new Option('--kv-policy <file>', 'per-layer K/V types (JSON: layer → {k, v}); layers it omits use the flags above'),
 ];
+
+export interface CacheFlags {
+  cacheTypeK: string;
+  cacheTypeV: string;
+  kvPolicy?: string;
+}
+
+export function policyFromFlags(flags: CacheFlags): KvPolicy {
+  const defaults = { k: flags.cacheTypeK, v: flags.cacheTypeV };
+  return flags.kvPolicy ? readPolicyFile(flags.kvPolicy, defaults) : defaults;
+}
+
+/** "K q4_0 / V q4_0", or the per-layer overrides after the defaults. */
+export function policyLabel(p: KvPolicy): string {
+  const layers = Object.entries(p.layers ?? {}).map(([l, e]) => `L${l} ${e.k ?? p.k}/${e.v ?? p.v}`);
+  return `K ${p.k} / V ${p.v}` + (layers.length ? ` (${layers.join(', ')})` : '');
+}
 
 export interface ModelFlags {
   model?: string;

@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { formatBytes } from './common.js';
+import { formatBytes, policyLabel } from './common.js';
 import { addGenerateOptions, runGenerate, summaryLine, type GenerateFlags } from './generate.js';
 
 const DEMO_PROMPT = 'It was a dark and stormy night';
@@ -18,8 +18,8 @@ export function demoCommand(): Command {
     const f32PerToken = c.nLayers * 2 * c.nKvHeads * c.headDim * 4;
     process.stderr.write(
       `\nKV cache: ${formatBytes(bytes.total)} for ${session.length} tokens = ${(bytes.total / session.length).toFixed(0)} bytes/token ` +
-        `(K ${f.cacheTypeK}, V ${f.cacheTypeV}; an f32 cache needs ${f32PerToken} bytes/token, ${c.nLayers} layers × K,V × ${c.nKvHeads} heads × ${c.headDim})\n`,
+        `(${policyLabel(session.cache.policy)}; an f32 cache needs ${f32PerToken} bytes/token, ${c.nLayers} layers × K,V × ${c.nKvHeads} heads × ${c.headDim})\n`,
     );
-    process.stderr.write(summaryLine(result, session, f.cacheTypeK, f.cacheTypeV) + '\n');
+    process.stderr.write(summaryLine(result, session) + '\n');
   });
 }

@@ -2,7 +2,7 @@ import { Command, Option } from 'commander';
 import { generate, type GenerateResult } from '../engine/generate.js';
 import type { Session } from '../engine/session.js';
 import { SAMPLER_DEFAULTS } from '../engine/sampler.js';
-import { cacheOptions, floatArg, formatBytes, intArg, interruptSignal, openModel } from './common.js';
+import { cacheOptions, floatArg, formatBytes, intArg, interruptSignal, openModel, policyFromFlags, policyLabel } from './common.js';
 
 export interface GenerateFlags {
   model?: string;
@@ -19,6 +19,7 @@ export interface GenerateFlags {
   ctx?: number;
   cacheTypeK: string;
   cacheTypeV: string;
+  kvPolicy?: string;
   echo: boolean;
 }
 
@@ -46,7 +47,7 @@ export async function runGenerate(flags: GenerateFlags, allowDefaultModel: boole
   if (ctx > model.config.contextLength) {
     process.stderr.write(`warning: context ${ctx} is longer than the ${model.config.contextLength} tokens ${model.name} was trained on\n`);
   }
-  const session = model.createSession({ ctx, cacheTypeK: flags.cacheTypeK, cacheTypeV: flags.cacheTypeV });
+  const session = model.createSession({ ctx, policy: policyFromFlags(flags) });
   if (flags.echo) process.stdout.write(flags.prompt);
   const it = generate(session, model.tokenizer, flags.prompt, {
     maxTokens: flags.n,
@@ -69,7 +70,7 @@ export async function runGenerate(flags: GenerateFlags, allowDefaultModel: boole
   return { result: r.value, session };
 }
 
-export function summaryLine(result: GenerateResult, session: Session, k: string, v: string): string {
+export function summaryLine(result: GenerateResult, session: Session): string {
   const decodeTps = result.generatedTokens > 1 ? ((result.generatedTokens - 1) / result.decodeMs) * 1000 : 0;
   const prefillTps = (result.promptTokens / result.prefillMs) * 1000;
   const bytes = session.cache.bytes();
@@ -79,7 +80,7 @@ export function summaryLine(result: GenerateResult, session: Session, k: string,
     `tokens: ${result.promptTokens} prompt + ${result.generatedTokens} generated (${result.finishReason}) | ` +
     `prompt ${prefillTps.toFixed(1)} tok/s, decode ${decodeTps.toFixed(1)} tok/s | ` +
     `KV ${formatBytes(bytes.total)} held for ${session.length} tokens = ${perToken.toFixed(0)} B/token ` +
-    `(K ${k} ${bits.k.toFixed(2)} bits/value, V ${v} ${bits.v.toFixed(2)}) | seed ${result.seed}`
+    `(${policyLabel(session.cache.policy)}: K ${bits.k.toFixed(2)} bits/value, V ${bits.v.toFixed(2)}) | seed ${result.seed}`
   );
 }
 
@@ -91,6 +92,6 @@ export function generateCommand(): Command {
   addGenerateOptions(cmd, { n: 128, temp: SAMPLER_DEFAULTS.temperature, cache: 'f32' });
   return cmd.action(async (flags: GenerateFlags) => {
     const { result, session } = await runGenerate(flags, false);
-    process.stderr.write(summaryLine(result, session, flags.cacheTypeK, flags.cacheTypeV) + '\n');
+    process.stderr.write(summaryLine(result, session) + '\n');
   });
 }

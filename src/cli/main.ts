@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
+import { calibrateCommand } from './calibrate.js';
 import { codecsCommand } from './codecs.js';
 import { convertCommand } from './convert.js';
 import { demoCommand } from './demo.js';
@@ -16,6 +17,7 @@ const program = new Command('lowkv')
   .addCommand(pplCommand())
   .addCommand(infoCommand())
   .addCommand(codecsCommand())
+  .addCommand(calibrateCommand())
   .addCommand(convertCommand());
 
 try {

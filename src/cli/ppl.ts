@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
-import { cacheOptions, formatBytes, intArg, interruptSignal, openModel } from './common.js';
+import { cacheOptions, formatBytes, intArg, interruptSignal, openModel, policyFromFlags, policyLabel } from './common.js';
 import { progress } from './progress.js';
 
 interface PplFlags {
@@ -11,6 +11,7 @@ interface PplFlags {
   chunks?: number;
   cacheTypeK: string;
   cacheTypeV: string;
+  kvPolicy?: string;
   json: boolean;
 }
 
@@ -35,15 +36,16 @@ export function pplCommand(): Command {
     if (flags.ctx > model.config.contextLength) {
       process.stderr.write(`warning: context ${flags.ctx} is longer than the ${model.config.contextLength} tokens ${model.name} states as its training context\n`);
     }
+    const policy = policyFromFlags(flags);
+    model.createSession({ ctx: 1, policy }); // fail on a bad policy before tokenizing
     const tokens = model.tokenizer.encode(text);
     const total = Math.min(Math.floor(tokens.length / flags.ctx), flags.chunks ?? Infinity);
-    process.stderr.write(`${flags.file}: ${tokens.length} tokens, ${total} chunks of ${flags.ctx}, K ${flags.cacheTypeK} / V ${flags.cacheTypeV}\n`);
+    process.stderr.write(`${flags.file}: ${tokens.length} tokens, ${total} chunks of ${flags.ctx}, ${policyLabel(policy)}\n`);
     const bar = progress('ppl', total, flags.json && !process.stderr.isTTY);
     const r = await model.perplexity(text, {
       ctx: flags.ctx,
       chunks: flags.chunks,
-      cacheTypeK: flags.cacheTypeK,
-      cacheTypeV: flags.cacheTypeV,
+      policy,
       signal: interruptSignal(),
       onChunk: (done, _total, running) => bar.update(done, `PPL ${running.toFixed(4)}`),
     });
@@ -56,8 +58,7 @@ export function pplCommand(): Command {
       const out = {
         model: model.file.path,
         file: flags.file,
-        cacheTypeK: flags.cacheTypeK,
-        cacheTypeV: flags.cacheTypeV,
+        policy,
         ...r,
       };
       process.stdout.write(JSON.stringify(out, null, 2) + '\n');

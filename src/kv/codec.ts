@@ -141,11 +141,12 @@ export function parseSpec(text: string): ParsedSpec {
 function parseParams(parts: string[], text: string): Map<string, string> {
   const params = new Map<string, string>();
   for (const part of parts) {
+    // A bare word is a flag (`nvfp4,hadamard`); factories reject names they do not know.
     const eq = part.indexOf('=');
-    if (eq <= 0) throw new CodecSpecError(`malformed parameter "${part}" in KV cache spec "${text}" (expected key=value)`);
-    const key = part.slice(0, eq).trim();
+    const key = (eq < 0 ? part : part.slice(0, eq)).trim();
+    if (!/^[a-z][a-z0-9_]*$/i.test(key)) throw new CodecSpecError(`malformed parameter "${part}" in KV cache spec "${text}" (expected key=value or a flag)`);
     if (params.has(key)) throw new CodecSpecError(`parameter "${key}" given twice in KV cache spec "${text}"`);
-    params.set(key, part.slice(eq + 1).trim());
+    params.set(key, eq < 0 ? 'true' : part.slice(eq + 1).trim());
   }
   return params;
 }

@@ -44,7 +44,12 @@ export function codecFactory(name: string): CodecFactory {
   return factory;
 }
 
-/** Validates a spec without a model at hand (CLI argument checking). */
+/**
+ * Validates a spec's grammar and method name without a model at hand (CLI arguments, policy
+ * files); its parameters are checked against the real shapes when a cache is built.
+ */
 export function checkSpec(spec: string): void {
-  createCodec(spec, { role: 'k', layer: 0, nKvHeads: 1, headDim: 64, capacity: 1 });
+  const parsed = parseSpec(spec);
+  codecFactory(parsed.name);
+  if (parsed.inner !== undefined) checkSpec(parsed.inner);
 }
