@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { CodecSpecError, parseSpec, type CodecContext, type ParsedSpec } from './codec.js';
 
 /** What `lowkv calibrate` writes: one artifact per (layer, role), made by the method itself. */
@@ -12,10 +12,17 @@ export interface CalibrationFile {
   readonly layers: ReadonlyArray<{ readonly k: unknown; readonly v: unknown }>;
 }
 
+// Keyed by path and modification time: a file rewritten in the same process is read again.
 const loaded = new Map<string, CalibrationFile>();
 
 function load(path: string): CalibrationFile {
-  let f = loaded.get(path);
+  let key = path;
+  try {
+    key = `${path}@${statSync(path).mtimeMs}`;
+  } catch {
+    // Unreadable: readFileSync below reports it.
+  }
+  let f = loaded.get(key);
   if (f) return f;
   let json: unknown;
   try {
@@ -28,7 +35,7 @@ function load(path: string): CalibrationFile {
     throw new CodecSpecError(`${path} is not a lowkv calibration file (made by \`lowkv calibrate\`)`);
   }
   f = o as CalibrationFile;
-  loaded.set(path, f);
+  loaded.set(key, f);
   return f;
 }
 
@@ -38,11 +45,12 @@ function load(path: string): CalibrationFile {
  */
 export function calibrationFor(spec: ParsedSpec, ctx: CodecContext): unknown {
   const path = spec.params.get('calib');
-  const howTo = `run \`lowkv calibrate --model MODEL --file TEXT --method ${spec.name}${spec.arg ? `:${spec.arg}` : ''} -o calib.json\` and use "${spec.text},calib=calib.json"`;
+  const method = `${spec.name}${spec.arg ? `:${spec.arg}` : ''}`;
+  const rest = [...spec.params].filter(([k]) => k !== 'calib').map(([k, v]) => `,${k}=${v}`).join('');
+  const howTo = `run \`lowkv calibrate --model MODEL --file TEXT --method ${method} -o calib.json\` and use "${method}${rest},calib=calib.json"`;
   if (!path) throw new CodecSpecError(`${spec.name} needs calibration data: ${howTo}`);
   const f = load(path);
-  const method = parseSpec(f.method);
-  if (method.name !== spec.name) throw new CodecSpecError(`${path} was calibrated for ${f.method}, not ${spec.name}: ${howTo}`);
+  if (parseSpec(f.method).name !== spec.name) throw new CodecSpecError(`${path} was calibrated for ${f.method}, not ${spec.name}: ${howTo}`);
   if (f.model.nKvHeads !== ctx.nKvHeads || f.model.headDim !== ctx.headDim || ctx.layer >= f.layers.length) {
     throw new CodecSpecError(
       `${path} was calibrated on ${f.model.name} (${f.model.nLayers} layers, ${f.model.nKvHeads} KV heads × ${f.model.headDim}), ` +

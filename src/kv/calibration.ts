@@ -53,7 +53,7 @@ export async function collectSamples(model: LlamaModel, tokens: ArrayLike<number
   if (kept === 0) throw new Error('calibration: no tokens were processed');
   const rope = { theta: c.ropeTheta, dim: c.ropeDim };
   return rows.flatMap((r, layer) =>
-    (['k', 'v'] as const).map((role) => ({ layer, role, nKvHeads: c.nKvHeads, headDim: c.headDim, rows: r[role].subarray(0, kept * width), nRows: kept, rope })),
+    (['k', 'v'] as const).map((role) => ({ layer, role, nKvHeads: c.nKvHeads, headDim: c.headDim, rows: r[role].subarray(0, kept * width), nRows: kept, rope, chunkLength: ctx })),
   );
 }
 

@@ -93,6 +93,8 @@ export interface CalibrationSamples {
   readonly rows: Float32Array;
   readonly nRows: number;
   readonly rope: RopeParams;
+  /** Rows come from consecutive chunks of this many tokens, each starting at position 0. */
+  readonly chunkLength: number;
 }
 
 export interface CodecFactory {
