@@ -1,52 +1,17 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Rng } from '../src/engine/rng.js';
 import { rope, ropeInvFreq } from '../src/kernels/ref/ops.js';
 import { calibrate, collectSamples, type CalibrationFile } from '../src/kv/calibration.js';
-import { CodecSpecError, type CalibrationSamples, type CodecContext, type KvCodec, type KvRole } from '../src/kv/codec.js';
+import { CodecSpecError, type CodecContext, type KvRole } from '../src/kv/codec.js';
 import { createCodec } from '../src/kv/registry.js';
 import { LlamaModel } from '../src/model/llama.js';
 import type { LlamaConfig } from '../src/model/types.js';
-import { codecConformance, kvRows, productGap, randn } from './helpers/codec-conformance.js';
+import { CAL_ROWS, calibrationDir, ctxFor, N_KV, syntheticSamples as samples } from './helpers/calibrated.js';
+import { codecConformance, decoded, kvRows, productGap, randn, relFrobenius } from './helpers/codec-conformance.js';
 
-const DIR = mkdtempSync(join(tmpdir(), 'lowkv-kvquant-'));
-afterAll(() => rmSync(DIR, { recursive: true, force: true }));
-const N_KV = 2;
-const CAL_ROWS = 2048;
-
-function samples(role: KvRole, headDim: number, nRows = CAL_ROWS): CalibrationSamples {
-  return { layer: 0, role, nKvHeads: N_KV, headDim, rows: kvRows(nRows, N_KV, headDim, 1000 + headDim), nRows, rope: { theta: 10000, dim: headDim }, chunkLength: 512 };
-}
-
-/** Calibrates `method` on gaussian rows with a 10× channel per head (the conformance data's structure). */
-function calibFile(method: string, headDim: number): string {
-  const file = calibrate(method, [samples('k', headDim), samples('v', headDim)], { name: 'synthetic', nLayers: 1, nKvHeads: N_KV, headDim }, { file: 'kvRows', tokens: CAL_ROWS });
-  const path = join(DIR, `${method.replace(/[^a-z0-9]+/gi, '_')}-${headDim}.json`);
-  writeFileSync(path, JSON.stringify(file));
-  return path;
-}
-
-function ctxFor(role: KvRole, headDim: number, capacity: number, extra: Partial<CodecContext> = {}): CodecContext {
-  return { role, layer: 0, nKvHeads: N_KV, headDim, capacity, rope: { theta: 10000, dim: headDim }, ...extra };
-}
-
-function decoded(codec: KvCodec, width: number): Float32Array {
-  const out = new Float32Array(codec.length * width);
-  codec.decode(0, codec.length, out);
-  return out;
-}
-
-function relFrobenius(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < b.length; i++) {
-    num += (a[i] - b[i]) ** 2;
-    den += b[i] ** 2;
-  }
-  return Math.sqrt(num / den);
-}
+const { dir: DIR, calibFile } = calibrationDir('lowkv-kvquant-');
 
 /** bytes() re-derived from kvquant.ts's layout comment. */
 function kvquantBytes(T: number, ctx: CodecContext, bits: number, outliers: number, sink: number, qnorm: boolean): number {

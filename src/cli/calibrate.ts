@@ -1,7 +1,7 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { calibrate, calibratedMethods, collectSamples } from '../kv/calibration.js';
-import { intArg, interruptSignal, openModel } from './common.js';
+import { intArg, interruptSignal, openModel, readTextFile } from './common.js';
 import { progress } from './progress.js';
 
 interface CalibrateFlags {
@@ -26,12 +26,7 @@ export function calibrateCommand(): Command {
     .option('--tokens <n>', 'calibration tokens to collect', intArg('--tokens', 1), 16384)
     .action(async (flags: CalibrateFlags) => {
       const model = await openModel(flags);
-      let text: string;
-      try {
-        text = readFileSync(flags.file, 'utf8');
-      } catch (e) {
-        throw new Error(`cannot read text file ${flags.file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-      }
+      const text = readTextFile(flags.file);
       const tokens = model.tokenizer.encode(text).slice(0, flags.tokens);
       const total = Math.ceil(tokens.length / flags.ctx);
       const bar = progress('collect', total);

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError, Option } from 'commander';
@@ -73,6 +73,15 @@ export function resolveModelPath(flags: ModelFlags, allowDefault: boolean): stri
 
 export function openModel(flags: ModelFlags, allowDefault = false): Promise<Model> {
   return loadModel(resolveModelPath(flags, allowDefault), { tokenizer: flags.tokenizer });
+}
+
+/** A text file's contents, or an error naming the file and why it cannot be read. */
+export function readTextFile(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new Error(`cannot read text file ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
 }
 
 export function formatBytes(n: number): string {

@@ -1,6 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
-import { cacheOptions, formatBytes, intArg, interruptSignal, openModel, policyFromFlags, policyLabel } from './common.js';
+import { cacheOptions, formatBytes, intArg, interruptSignal, openModel, policyFromFlags, policyLabel, readTextFile } from './common.js';
 import { progress } from './progress.js';
 
 interface PplFlags {
@@ -27,12 +26,7 @@ export function pplCommand(): Command {
   for (const o of cacheOptions()) cmd.addOption(o);
   return cmd.action(async (flags: PplFlags) => {
     const model = await openModel(flags);
-    let text: string;
-    try {
-      text = readFileSync(flags.file, 'utf8');
-    } catch (e) {
-      throw new Error(`cannot read text file ${flags.file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-    }
+    const text = readTextFile(flags.file);
     if (flags.ctx > model.config.contextLength) {
       process.stderr.write(`warning: context ${flags.ctx} is longer than the ${model.config.contextLength} tokens ${model.name} states as its training context\n`);
     }

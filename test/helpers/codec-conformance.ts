@@ -42,7 +42,7 @@ export function kvRows(T: number, nKvHeads: number, headDim: number, seed: numbe
   return x;
 }
 
-function relFrobenius(a: Float32Array, b: Float32Array): number {
+export function relFrobenius(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let num = 0;
   let den = 0;
   for (let i = 0; i < a.length; i++) {
@@ -57,7 +57,7 @@ function fill(codec: KvCodec, x: Float32Array, T: number, width: number, oneByOn
   for (let t = 0; t < T; t++) codec.append(x.subarray(t * width, (t + 1) * width), 1);
 }
 
-function decoded(codec: KvCodec, width: number): Float32Array {
+export function decoded(codec: KvCodec, width: number): Float32Array {
   const out = new Float32Array(codec.length * width);
   codec.decode(0, codec.length, out);
   return out;

@@ -12,7 +12,7 @@
  *     pre-RoPE one smeared by a position-dependent rotation, so one fixed codebook fits the
  *     pre-RoPE keys far better; calibration samples are pre-RoPE too, so no positions are needed.
  *     scores() rotates each dequantized key to its position with the forward pass's float32
- *     cos/sin (see kvquant.ts's RopeTable).
+ *     cos/sin (see rope-table.ts).
  *   - Groups never straddle heads: a head is split into ceil(head_dim/c) groups, the last one
  *     narrower (head_dim mod c channels) with its own 2^b-entry codebook of that width.
  *   - Plain k-means (k-means++ seeding, seed 1, ≤ 50 Lloyd steps), no Fisher weighting: the
@@ -34,7 +34,9 @@ import { roundF16 } from '../../numeric/f16.js';
 import { kmeans, nearestCentroid } from '../../numeric/kmeans.js';
 import { calibrationFor } from '../calibration-file.js';
 import { assertFinite, CodecSpecError, type CalibrationSamples, type CodecContext, type CodecFactory, type KvCodec, type ParsedSpec } from '../codec.js';
-import { checkF16Range, ropeTableFor, type RopeTable } from './kvquant.js';
+import { ropeTableFor } from '../rope-table.js';
+import { checkF16Range } from './kvquant.js';
+import { RowDecodingCodec } from './row-codec.js';
 
 const F16_MAX = 65504;
 
@@ -112,7 +114,7 @@ function checkArtifact(a: unknown, o: Options, ctx: CodecContext, widths: number
   });
 }
 
-class CqCodec implements KvCodec {
+class CqCodec extends RowDecodingCodec implements KvCodec {
   length = 0;
   readonly preRope: boolean;
   private readonly W: number;
@@ -123,18 +125,16 @@ class CqCodec implements KvCodec {
   private readonly gph: number;
   private readonly gpt: number;
   private readonly codes: Uint32Array;
-  private readonly rope: RopeTable | undefined;
-  private readonly row: Float32Array;
 
   constructor(
     readonly spec: string,
-    private readonly ctx: CodecContext,
+    ctx: CodecContext,
     o: Options,
     private readonly widths: number[],
     private readonly books: Float32Array[],
   ) {
+    super(ctx, ctx.role === 'k' ? ropeTableFor('cq', ctx) : undefined);
     this.preRope = ctx.role === 'k';
-    this.rope = this.preRope ? ropeTableFor('cq', ctx) : undefined;
     this.W = ctx.nKvHeads * ctx.headDim;
     this.hd = ctx.headDim;
     this.b = o.b;
@@ -142,7 +142,6 @@ class CqCodec implements KvCodec {
     this.gph = widths.length;
     this.gpt = ctx.nKvHeads * widths.length;
     this.codes = new Uint32Array(packedWords(ctx.capacity * this.gpt, this.b));
-    this.row = new Float32Array(this.hd);
   }
 
   append(src: Float32Array, count: number): void {
@@ -165,47 +164,13 @@ class CqCodec implements KvCodec {
   }
 
   /** Stored (pre-RoPE for keys) values of token t, head h, into dst[dOff …]. */
-  private headRow(t: number, h: number, dst: Float32Array, dOff: number): void {
+  protected decodeHeadRow(t: number, h: number, dst: Float32Array, dOff: number): void {
     const { widths, books, gph, gpt, b } = this;
     for (let g = 0, d = dOff; g < gph; d += widths[g], g++) {
       const w = widths[g];
       const book = books[h * gph + g];
       const co = getCode(this.codes, t * gpt + h * gph + g, b) * w;
       for (let e = 0; e < w; e++) dst[d + e] = book[co + e];
-    }
-  }
-
-  private checkRange(nTokens: number): void {
-    if (nTokens > this.length) throw new RangeError(`asked for ${nTokens} tokens, ${this.length} stored`);
-  }
-
-  scores(head: number, q: Float32Array, qOffset: number, nq: number, nTokens: number, out: Float32Array, outOffset: number, outStride: number): void {
-    this.checkRange(nTokens);
-    const { row, hd, rope } = this;
-    const pos0 = this.ctx.firstPosition ?? 0;
-    rope?.ensure(pos0 + nTokens);
-    for (let t = 0; t < nTokens; t++) {
-      this.headRow(t, head, row, 0);
-      rope?.rotate(row, 0, pos0 + t);
-      for (let i = 0; i < nq; i++) {
-        const qo = qOffset + i * hd;
-        let s = 0;
-        for (let d = 0; d < hd; d++) s += q[qo + d] * row[d];
-        out[outOffset + i * outStride + t] = s;
-      }
-    }
-  }
-
-  accumulate(head: number, w: Float32Array, wOffset: number, wStride: number, nq: number, nTokens: number, out: Float32Array, outOffset: number): void {
-    this.checkRange(nTokens);
-    const { row, hd } = this;
-    for (let t = 0; t < nTokens; t++) {
-      this.headRow(t, head, row, 0);
-      for (let i = 0; i < nq; i++) {
-        const p = w[wOffset + i * wStride + t];
-        const oo = outOffset + i * hd;
-        for (let d = 0; d < hd; d++) out[oo + d] += p * row[d];
-      }
     }
   }
 
@@ -216,7 +181,7 @@ class CqCodec implements KvCodec {
 
   decode(t0: number, t1: number, out: Float32Array): void {
     this.checkRange(t1);
-    for (let t = t0; t < t1; t++) for (let h = 0; h < this.ctx.nKvHeads; h++) this.headRow(t, h, out, (t - t0) * this.W + h * this.hd);
+    for (let t = t0; t < t1; t++) for (let h = 0; h < this.ctx.nKvHeads; h++) this.decodeHeadRow(t, h, out, (t - t0) * this.W + h * this.hd);
   }
 
   truncate(length: number): void {

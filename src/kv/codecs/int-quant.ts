@@ -23,6 +23,7 @@
 import { getCode, packedWords, setCode } from '../../numeric/bitpack.js';
 import { f16Table, f32ToF16 } from '../../numeric/f16.js';
 import { assertFinite, CodecSpecError, type CodecContext, type KvCodec, type ParsedSpec } from '../codec.js';
+import { RowDecodingCodec } from './row-codec.js';
 
 /** Largest finite fp16. */
 export const F16_MAX = 65504;
@@ -132,7 +133,7 @@ export interface GroupQuantOptions {
  * then refills before the next token is quantized. n = 0, and on axis channel any
  * n ≥ quantizedLength, leave exactly the state a fresh stream of n tokens would have.
  */
-export class GroupQuantCodec implements KvCodec {
+export class GroupQuantCodec extends RowDecodingCodec implements KvCodec {
   length = 0;
   /** Tokens [0, qLen) are codes; [qLen, length) are in the fp16 residual. */
   private qLen = 0;
@@ -148,13 +149,13 @@ export class GroupQuantCodec implements KvCodec {
   /** fp16 bits; token t sits in slot t mod R. */
   private readonly res: Uint16Array;
   private readonly row: Float32Array;
-  private readonly headRow: Float32Array;
 
   constructor(
     readonly spec: string,
-    private readonly ctx: CodecContext,
+    ctx: CodecContext,
     private readonly o: GroupQuantOptions,
   ) {
+    super(ctx);
     const { nKvHeads, headDim, capacity } = ctx;
     this.width = nKvHeads * headDim;
     this.headDim = headDim;
@@ -177,7 +178,6 @@ export class GroupQuantCodec implements KvCodec {
     this.zeros = new Uint16Array(o.sym ? 0 : nGroups);
     this.res = new Uint16Array(Math.min(o.residual, capacity) * this.width);
     this.row = new Float32Array(this.width);
-    this.headRow = new Float32Array(headDim);
   }
 
   /** Tokens held as codes (the oldest ones). */
@@ -281,7 +281,7 @@ export class GroupQuantCodec implements KvCodec {
   }
 
   /** Writes token t's head h (its stored, dequantized form) to out[offset …]. */
-  private headValues(t: number, h: number, out: Float32Array, offset: number): void {
+  protected decodeHeadRow(t: number, h: number, out: Float32Array, offset: number): void {
     const { width, headDim, codes, scales, zeros, q } = this;
     const bits = this.o.bits;
     const c0 = h * headDim;
@@ -313,37 +313,6 @@ export class GroupQuantCodec implements KvCodec {
     }
   }
 
-  private checkRange(nTokens: number): void {
-    if (nTokens > this.length) throw new RangeError(`asked for ${nTokens} tokens, ${this.length} stored`);
-  }
-
-  scores(head: number, q: Float32Array, qOffset: number, nq: number, nTokens: number, out: Float32Array, outOffset: number, outStride: number): void {
-    this.checkRange(nTokens);
-    const { headRow, headDim } = this;
-    for (let t = 0; t < nTokens; t++) {
-      this.headValues(t, head, headRow, 0);
-      for (let i = 0; i < nq; i++) {
-        const qo = qOffset + i * headDim;
-        let s = 0;
-        for (let d = 0; d < headDim; d++) s += q[qo + d] * headRow[d];
-        out[outOffset + i * outStride + t] = s;
-      }
-    }
-  }
-
-  accumulate(head: number, w: Float32Array, wOffset: number, wStride: number, nq: number, nTokens: number, out: Float32Array, outOffset: number): void {
-    this.checkRange(nTokens);
-    const { headRow, headDim } = this;
-    for (let t = 0; t < nTokens; t++) {
-      this.headValues(t, head, headRow, 0);
-      for (let i = 0; i < nq; i++) {
-        const p = w[wOffset + i * wStride + t];
-        const oo = outOffset + i * headDim;
-        for (let d = 0; d < headDim; d++) out[oo + d] += p * headRow[d];
-      }
-    }
-  }
-
   bytes(): number {
     const { width, qLen: nq } = this;
     const groups = this.o.axis === 'token' ? nq * this.groupsPerRow : (nq / this.g) * width;
@@ -355,7 +324,7 @@ export class GroupQuantCodec implements KvCodec {
     this.checkRange(t1);
     const { width, headDim } = this;
     for (let t = t0; t < t1; t++) {
-      for (let h = 0; h < this.ctx.nKvHeads; h++) this.headValues(t, h, out, (t - t0) * width + h * headDim);
+      for (let h = 0; h < this.ctx.nKvHeads; h++) this.decodeHeadRow(t, h, out, (t - t0) * width + h * headDim);
     }
   }
 

@@ -54,6 +54,8 @@ import { getCode, packedWords, setCode } from '../../numeric/bitpack.js';
 import { f16Table, f32ToF16, roundF16 } from '../../numeric/f16.js';
 import { kmeans1d, nearestSorted } from '../../numeric/kmeans.js';
 import { calibrationFor } from '../calibration-file.js';
+import { ropeTableFor } from '../rope-table.js';
+import { RowDecodingCodec } from './row-codec.js';
 import {
   assertFinite,
   CodecSpecError,
@@ -62,79 +64,9 @@ import {
   type CodecFactory,
   type KvCodec,
   type ParsedSpec,
-  type RopeParams,
 } from '../codec.js';
 
 const F16_MAX = 65504;
-
-// ---------------------------------------------------------------------------------------------
-// RoPE for codecs that store keys before it (shared with cq.ts).
-
-/**
- * cos/sin of pos·θ^(−2i/dim) for positions 0 … positions − 1, computed as the forward pass does
- * (float64 angle, float32 values), so a rotated exact key equals the forward pass's bit for bit.
- * One table per (θ, dim) serves every layer; it grows on demand.
- */
-export class RopeTable {
-  cos = new Float32Array(0);
-  sin = new Float32Array(0);
-  positions = 0;
-  readonly half: number;
-  private readonly invFreq: Float64Array;
-
-  constructor(rope: RopeParams) {
-    this.half = rope.dim / 2;
-    this.invFreq = new Float64Array(this.half);
-    for (let i = 0; i < this.half; i++) this.invFreq[i] = Math.pow(rope.theta, (-2 * i) / rope.dim);
-  }
-
-  ensure(positions: number): void {
-    if (positions <= this.positions) return;
-    const n = Math.max(positions, 2 * this.positions, 64);
-    const { half, invFreq } = this;
-    const cos = new Float32Array(n * half);
-    const sin = new Float32Array(n * half);
-    cos.set(this.cos);
-    sin.set(this.sin);
-    for (let p = this.positions; p < n; p++) {
-      for (let i = 0; i < half; i++) {
-        const a = p * invFreq[i];
-        cos[p * half + i] = Math.cos(a);
-        sin[p * half + i] = Math.sin(a);
-      }
-    }
-    this.cos = cos;
-    this.sin = sin;
-    this.positions = n;
-  }
-
-  /** Rotates the head vector x[off …] (pairs (x[2i], x[2i+1]), i < dim/2) to position pos. */
-  rotate(x: Float32Array, off: number, pos: number): void {
-    const { half, cos, sin } = this;
-    const base = pos * half;
-    for (let i = 0; i < half; i++) {
-      const x0 = x[off + 2 * i];
-      const x1 = x[off + 2 * i + 1];
-      x[off + 2 * i] = x0 * cos[base + i] - x1 * sin[base + i];
-      x[off + 2 * i + 1] = x0 * sin[base + i] + x1 * cos[base + i];
-    }
-  }
-}
-
-const ropeTables = new Map<string, RopeTable>();
-
-/** The RoPE table of a pre-RoPE key store; throws when the context lacks usable RoPE parameters. */
-export function ropeTableFor(method: string, ctx: CodecContext): RopeTable {
-  const rope = ctx.rope;
-  if (!rope) throw new CodecSpecError(`${method} stores keys before RoPE and needs the model's RoPE parameters (theta, dim)`);
-  if (!(rope.theta > 0) || !Number.isInteger(rope.dim) || rope.dim <= 0 || rope.dim % 2 !== 0 || rope.dim > ctx.headDim) {
-    throw new CodecSpecError(`${method}: unusable RoPE parameters theta=${rope.theta}, dim=${rope.dim} for head_dim ${ctx.headDim}`);
-  }
-  const key = `${rope.theta}/${rope.dim}`;
-  let t = ropeTables.get(key);
-  if (!t) ropeTables.set(key, (t = new RopeTable(rope)));
-  return t;
-}
 
 /** Refuses values no fp16 field of the method can hold; call before anything is stored. */
 export function checkF16Range(method: string, src: Float32Array, n: number, ctx: CodecContext, firstToken: number): void {
@@ -375,7 +307,7 @@ function qNorm(values: Float64Array, codebook: number[]): [number, number] {
 // ---------------------------------------------------------------------------------------------
 // The codec.
 
-class KvQuantCodec implements KvCodec {
+class KvQuantCodec extends RowDecodingCodec implements KvCodec {
   length = 0;
   readonly preRope: boolean;
   private readonly W: number;
@@ -399,21 +331,19 @@ class KvQuantCodec implements KvCodec {
   private readonly tokenScale: Uint16Array;
   private readonly sinkRows: Float32Array;
   private readonly sharedBytes: number;
-  private readonly rope: RopeTable | undefined;
-  private readonly row: Float32Array;
   private readonly xn: Float64Array;
   private readonly order: Int32Array;
   private readonly picked: Int32Array;
 
   constructor(
     readonly spec: string,
-    private readonly ctx: CodecContext,
+    ctx: CodecContext,
     o: Options,
     a: Artifact,
   ) {
     const isKey = ctx.role === 'k';
+    super(ctx, isKey ? ropeTableFor('kvquant', ctx) : undefined);
     this.preRope = isKey;
-    this.rope = isKey ? ropeTableFor('kvquant', ctx) : undefined;
     this.W = ctx.nKvHeads * ctx.headDim;
     this.hd = ctx.headDim;
     this.bits = o.bits;
@@ -436,7 +366,6 @@ class KvQuantCodec implements KvCodec {
     this.tokenScale = new Uint16Array(isKey ? 0 : 2 * ctx.capacity);
     this.sinkRows = new Float32Array(this.nSink * this.W);
     this.sharedBytes = 2 * this.levels + (a.qnorm ? 4 : 0) + (isKey ? 4 * this.W : 0);
-    this.row = new Float32Array(this.hd);
     this.xn = new Float64Array(this.W);
     this.order = new Int32Array(this.W);
     this.picked = new Int32Array(this.W);
@@ -482,7 +411,7 @@ class KvQuantCodec implements KvCodec {
   }
 
   /** Stored (pre-RoPE for keys) values of token t, head h, into dst[dOff …]. */
-  private headRow(t: number, h: number, dst: Float32Array, dOff: number): void {
+  protected decodeHeadRow(t: number, h: number, dst: Float32Array, dOff: number): void {
     const { hd, W, m } = this;
     const h0 = h * hd;
     if (t < this.nSink) {
@@ -506,40 +435,6 @@ class KvQuantCodec implements KvCodec {
     }
   }
 
-  private checkRange(nTokens: number): void {
-    if (nTokens > this.length) throw new RangeError(`asked for ${nTokens} tokens, ${this.length} stored`);
-  }
-
-  scores(head: number, q: Float32Array, qOffset: number, nq: number, nTokens: number, out: Float32Array, outOffset: number, outStride: number): void {
-    this.checkRange(nTokens);
-    const { row, hd, rope } = this;
-    const pos0 = this.ctx.firstPosition ?? 0;
-    rope?.ensure(pos0 + nTokens);
-    for (let t = 0; t < nTokens; t++) {
-      this.headRow(t, head, row, 0);
-      rope?.rotate(row, 0, pos0 + t);
-      for (let i = 0; i < nq; i++) {
-        const qo = qOffset + i * hd;
-        let s = 0;
-        for (let d = 0; d < hd; d++) s += q[qo + d] * row[d];
-        out[outOffset + i * outStride + t] = s;
-      }
-    }
-  }
-
-  accumulate(head: number, w: Float32Array, wOffset: number, wStride: number, nq: number, nTokens: number, out: Float32Array, outOffset: number): void {
-    this.checkRange(nTokens);
-    const { row, hd } = this;
-    for (let t = 0; t < nTokens; t++) {
-      this.headRow(t, head, row, 0);
-      for (let i = 0; i < nq; i++) {
-        const p = w[wOffset + i * wStride + t];
-        const oo = outOffset + i * hd;
-        for (let d = 0; d < hd; d++) out[oo + d] += p * row[d];
-      }
-    }
-  }
-
   bytes(): number {
     const T = this.length;
     if (T === 0) return 0;
@@ -551,7 +446,7 @@ class KvQuantCodec implements KvCodec {
   decode(t0: number, t1: number, out: Float32Array): void {
     this.checkRange(t1);
     const { W, hd } = this;
-    for (let t = t0; t < t1; t++) for (let h = 0; h < this.ctx.nKvHeads; h++) this.headRow(t, h, out, (t - t0) * W + h * hd);
+    for (let t = t0; t < t1; t++) for (let h = 0; h < this.ctx.nKvHeads; h++) this.decodeHeadRow(t, h, out, (t - t0) * W + h * hd);
   }
 
   truncate(length: number): void {
