@@ -6,9 +6,7 @@ import { rope, ropeInvFreq } from '../src/kernels/ref/ops.js';
 import { calibrate, collectSamples } from '../src/kv/calibration.js';
 import { CodecSpecError, type CodecContext, type KvRole } from '../src/kv/codec.js';
 import { createCodec } from '../src/kv/registry.js';
-import { LlamaModel } from '../src/model/llama.js';
-import type { LlamaConfig } from '../src/model/types.js';
-import { CAL_ROWS, calibrationDir, ctxFor, N_KV, syntheticSamples as samples } from './helpers/calibrated.js';
+import { CAL_ROWS, calibrationDir, ctxFor, N_KV, randomModel, randomTokens, syntheticSamples as samples } from './helpers/calibrated.js';
 import { decoded, kvRows, productGap, randn, relFrobenius } from './helpers/codec-conformance.js';
 
 const { dir: DIR, calibFile } = calibrationDir('lowkv-cq-');
@@ -198,32 +196,6 @@ describe('cq specifics', () => {
     expect(() => createCodec(spec, ctxFor('v', hd, 4))).toThrow(message);
   });
 });
-
-/** A small Llama with random weights: 2 layers, 2 KV heads of 8 (GQA 2), 512-token context. */
-function randomModel(): LlamaModel {
-  const c: LlamaConfig = { arch: 'llama', dim: 32, hiddenDim: 64, nLayers: 2, nHeads: 4, nKvHeads: 2, headDim: 8, vocabSize: 64, contextLength: 512, ropeTheta: 10000, ropeDim: 8, rmsEps: 1e-5 };
-  let seed = 100;
-  const w = (n: number, scale: number): Float32Array => randn(n, seed++).map((x) => x * scale);
-  const ones = (n: number): Float32Array => new Float32Array(n).fill(1);
-  const layers = Array.from({ length: c.nLayers }, () => ({
-    attnNorm: ones(c.dim),
-    wq: w(32 * 32, 0.2),
-    wk: w(16 * 32, 0.2),
-    wv: w(16 * 32, 0.3),
-    wo: w(32 * 32, 0.2),
-    ffnNorm: ones(c.dim),
-    wGate: w(64 * 32, 0.2),
-    wDown: w(32 * 64, 0.2),
-    wUp: w(64 * 32, 0.2),
-  }));
-  const emb = w(c.vocabSize * c.dim, 1);
-  return new LlamaModel(c, { tokenEmbedding: emb, layers, outputNorm: ones(c.dim), output: emb });
-}
-
-function randomTokens(n: number, seed: number): number[] {
-  const rng = new Rng(seed);
-  return Array.from({ length: n }, () => rng.nextU32() % 64);
-}
 
 describe('cq through the real pipeline', () => {
   it('collectSamples → calibrate → file → cache: pre-RoPE keys, logits close to f32, exact bits/value', async () => {

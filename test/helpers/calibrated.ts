@@ -6,7 +6,10 @@ import { join } from 'node:path';
 import { afterAll } from 'vitest';
 import { calibrate } from '../../src/kv/calibration.js';
 import type { CalibrationSamples, CodecContext, KvRole } from '../../src/kv/codec.js';
-import { kvRows } from './codec-conformance.js';
+import { Rng } from '../../src/engine/rng.js';
+import { LlamaModel } from '../../src/model/llama.js';
+import type { LlamaConfig } from '../../src/model/types.js';
+import { kvRows, randn } from './codec-conformance.js';
 
 export const N_KV = 2;
 export const CAL_ROWS = 2048;
@@ -30,4 +33,30 @@ export function calibrationDir(prefix: string): { dir: string; calibFile: (metho
     return path;
   };
   return { dir, calibFile };
+}
+
+/** A small Llama with random weights: 2 layers, 2 KV heads of 8 (GQA 2), 512-token context. */
+export function randomModel(): LlamaModel {
+  const c: LlamaConfig = { arch: 'llama', dim: 32, hiddenDim: 64, nLayers: 2, nHeads: 4, nKvHeads: 2, headDim: 8, vocabSize: 64, contextLength: 512, ropeTheta: 10000, ropeDim: 8, rmsEps: 1e-5 };
+  let seed = 100;
+  const w = (n: number, scale: number): Float32Array => randn(n, seed++).map((x) => x * scale);
+  const ones = (n: number): Float32Array => new Float32Array(n).fill(1);
+  const layers = Array.from({ length: c.nLayers }, () => ({
+    attnNorm: ones(c.dim),
+    wq: w(32 * 32, 0.2),
+    wk: w(16 * 32, 0.2),
+    wv: w(16 * 32, 0.3),
+    wo: w(32 * 32, 0.2),
+    ffnNorm: ones(c.dim),
+    wGate: w(64 * 32, 0.2),
+    wDown: w(32 * 64, 0.2),
+    wUp: w(64 * 32, 0.2),
+  }));
+  const emb = w(c.vocabSize * c.dim, 1);
+  return new LlamaModel(c, { tokenEmbedding: emb, layers, outputNorm: ones(c.dim), output: emb });
+}
+
+export function randomTokens(n: number, seed: number): number[] {
+  const rng = new Rng(seed);
+  return Array.from({ length: n }, () => rng.nextU32() % 64);
 }
