@@ -4,6 +4,7 @@ import { calibrateCommand } from './calibrate.js';
 import { codecsCommand } from './codecs.js';
 import { convertCommand } from './convert.js';
 import { demoCommand } from './demo.js';
+import { evalCommand } from './eval.js';
 import { generateCommand } from './generate.js';
 import { infoCommand } from './info.js';
 import { pplCommand } from './ppl.js';
@@ -15,6 +16,7 @@ const program = new Command('lowkv')
   .addCommand(demoCommand())
   .addCommand(generateCommand())
   .addCommand(pplCommand())
+  .addCommand(evalCommand())
   .addCommand(infoCommand())
   .addCommand(codecsCommand())
   .addCommand(calibrateCommand())

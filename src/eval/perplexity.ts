@@ -53,9 +53,7 @@ export async function perplexity(model: LlamaModel, tokens: ArrayLike<number>, o
   const batch = new Int32Array(ctx);
   const start = performance.now();
 
-  let nll = 0;
-  let nll2 = 0;
-  let count = 0;
+  const stats = new NllStats();
   let done = 0;
   let kvBytes = cache.bytes();
   let bitsPerValue = cache.bitsPerValue();
@@ -70,21 +68,38 @@ export async function perplexity(model: LlamaModel, tokens: ArrayLike<number>, o
     const logits = model.forward(batch, cache, first);
     kvBytes = cache.bytes();
     bitsPerValue = cache.bitsPerValue();
-    for (let j = 0; j < ctx - 1 - first; j++) {
-      const v = -logSoftmaxAt(logits, j * vocab, vocab, tokens[s + first + 1 + j]);
-      nll += v;
-      nll2 += v * v;
-      count++;
-    }
+    for (let j = 0; j < ctx - 1 - first; j++) stats.add(-logSoftmaxAt(logits, j * vocab, vocab, tokens[s + first + 1 + j]));
     done++;
-    opts.onChunk?.(done, nChunks, Math.exp(nll / count));
+    opts.onChunk?.(done, nChunks, stats.ppl);
   }
-  if (count === 0) throw new Error('perplexity: stopped before the first chunk finished');
-  const mean = nll / count;
-  const ppl = Math.exp(mean);
-  const variance = nll2 / count - mean * mean;
-  const uncertainty = variance > 0 && count > 1 ? Math.sqrt(variance / (count - 1)) * ppl : 0;
-  return { ppl, uncertainty, meanNll: mean, count, chunks: done, ctx, kvBytes, bitsPerValue, seconds: (performance.now() - start) / 1000 };
+  if (stats.count === 0) throw new Error('perplexity: stopped before the first chunk finished');
+  return { ...stats.summary(), chunks: done, ctx, kvBytes, bitsPerValue, seconds: (performance.now() - start) / 1000 };
+}
+
+/** Running negative log-likelihoods, summarised as llama-perplexity does. */
+export class NllStats {
+  private sum = 0;
+  private sum2 = 0;
+  count = 0;
+
+  add(nll: number): void {
+    this.sum += nll;
+    this.sum2 += nll * nll;
+    this.count++;
+  }
+
+  get ppl(): number {
+    return Math.exp(this.sum / this.count);
+  }
+
+  /** ppl, llama.cpp's ± (ppl · sqrt(var(nll) / (count − 1))), mean NLL and count. */
+  summary(): { ppl: number; uncertainty: number; meanNll: number; count: number } {
+    const mean = this.sum / this.count;
+    const ppl = Math.exp(mean);
+    const variance = this.sum2 / this.count - mean * mean;
+    const uncertainty = variance > 0 && this.count > 1 ? Math.sqrt(variance / (this.count - 1)) * ppl : 0;
+    return { ppl, uncertainty, meanNll: mean, count: this.count };
+  }
 }
 
 /** log softmax(logits row)[token], with the max subtracted and the sum in double precision. */

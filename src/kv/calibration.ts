@@ -27,6 +27,7 @@ export async function collectSamples(model: LlamaModel, tokens: ArrayLike<number
   let kept = 0;
   let taken = 0;
   model.observer = (layer, role, data, n) => {
+    if (role === 'q') return;
     const dst = rows[layer][role];
     const room = Math.min(n, maxRows - kept);
     dst.set(data.subarray(0, room * width), kept * width);

@@ -35,10 +35,11 @@ class Scratch {
 }
 
 /**
- * Sees each layer's K (before RoPE) and V rows as they are computed: what calibration
- * collects. rows holds n rows of nKvHeads·headDim values and is only valid during the call.
+ * Sees each layer's K (before RoPE), V and post-RoPE Q rows as they are computed: what
+ * calibration and the per-layer sensitivity profile collect. rows holds n rows (nKvHeads·headDim
+ * values for K and V, nHeads·headDim for Q) and is only valid during the call.
  */
-export type KvObserver = (layer: number, role: 'k' | 'v', rows: Float32Array, n: number) => void;
+export type KvObserver = (layer: number, role: 'k' | 'v' | 'q', rows: Float32Array, n: number) => void;
 
 export interface ModelOptions {
   /** Tokens per micro-batch when a prompt is processed (default 512). */
@@ -138,6 +139,7 @@ export class LlamaModel {
     this.observer?.(l, 'k', s.k, n);
     this.observer?.(l, 'v', s.v, n);
     rope(s.q, n, c.nHeads, c.headDim, pos0, this.invFreq, s.cos, s.sin);
+    this.observer?.(l, 'q', s.q, n);
     // Pre-RoPE codecs (KVQuant) store keys unrotated and rotate them inside scores().
     if (kStore.preRope) kStore.append(s.k, n);
     rope(s.k, n, c.nKvHeads, c.headDim, pos0, this.invFreq, s.cos, s.sin);

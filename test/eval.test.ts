@@ -1,0 +1,75 @@
+import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { evaluate } from '../src/eval/evaluate.js';
+import { ALL_METHODS, parseMethods } from '../src/eval/methods.js';
+import { lowkv } from './helpers/cli.js';
+import { HD64_GGUF, model, STORIES_GGUF, TINYSTORIES } from './helpers/models.js';
+import { hasShared } from './helpers/shared-data.js';
+
+describe('method lists', () => {
+  it('parses SPEC, K|V and all; refuses unknown methods by name', () => {
+    expect(parseMethods('q8_0 kivi:2,g=32;q8_0|q4_0').map((m) => [m.label, m.policy])).toEqual([
+      ['q8_0', { k: 'q8_0', v: 'q8_0' }],
+      ['kivi:2,g=32', { k: 'kivi:2,g=32', v: 'kivi:2,g=32' }],
+      ['q8_0 / q4_0', { k: 'q8_0', v: 'q4_0' }],
+    ]);
+    expect(parseMethods('all')).toHaveLength(ALL_METHODS.length);
+    expect(() => parseMethods('q3_foo')).toThrow(/unknown KV cache type "q3_foo"/);
+    expect(() => parseMethods('a|b|c')).toThrow(/expected SPEC or K\|V/);
+  });
+});
+
+describe.skipIf(!hasShared)('lowkv eval', () => {
+  const text = hasShared ? readFileSync(TINYSTORIES, 'utf8') : '';
+  const dir = mkdtempSync(join(tmpdir(), 'lowkv-eval-'));
+
+  it('f32 vs itself: KLD 0, 100% top-1; f16: KLD < 1e-4; PPL equals `lowkv ppl` for the same settings', async () => {
+    const m = await model(STORIES_GGUF);
+    const tokens = m.tokenizer.encode(text);
+    const methods = parseMethods('f32 f16 q4_0|f16');
+    const ref = join(dir, 'ref.bin');
+    const { reference, rows } = await evaluate(m.llama, tokens, methods, { ctx: 512, chunks: 3, bos: m.tokenizer.bos, saveReference: ref });
+    expect(rows[0].kld).toBe(0);
+    expect(rows[0].top1).toBe(100);
+    expect(rows[0].ppl).toBe(reference.ppl);
+    expect(rows[1].kld).toBeGreaterThan(0);
+    expect(rows[1].kld).toBeLessThan(1e-4);
+    for (const [i, spec] of [[1, ['f16', 'f16']], [2, ['q4_0', 'f16']]] as const) {
+      const p = await m.perplexity(text, { ctx: 512, chunks: 3, cacheTypeK: spec[0], cacheTypeV: spec[1] });
+      expect(rows[i].ppl).toBe(p.ppl);
+      expect(rows[i].uncertainty).toBe(p.uncertainty);
+    }
+    // A saved reference gives the same rows without recomputing the f32 cache.
+    const again = await evaluate(m.llama, tokens, methods, { ctx: 512, chunks: 3, bos: m.tokenizer.bos, reference: ref });
+    expect(again.rows.map((r) => [r.ppl, r.kld, r.top1])).toEqual(rows.map((r) => [r.ppl, r.kld, r.top1]));
+    await expect(evaluate(m.llama, tokens.slice(1), methods, { ctx: 512, chunks: 3, reference: ref })).rejects.toThrow(/made for other settings \(tokensHash/);
+    await expect(evaluate(m.llama, tokens, methods, { ctx: 512, chunks: 5, reference: ref })).rejects.toThrow(/holds 3 chunks, 5 are needed/);
+  });
+
+  it('reports bits/value from bytes(): q4_0 exactly 4.5, q8_0 exactly 8.5 (head_dim 64)', async () => {
+    const m = await model(HD64_GGUF);
+    const { rows } = await evaluate(m.llama, m.tokenizer.encode(text), parseMethods('q4_0 q8_0'), { ctx: 128, chunks: 1, bos: m.tokenizer.bos });
+    expect(rows.map((r) => [r.bitsK, r.bitsV, r.bits])).toEqual([
+      [4.5, 4.5, 4.5],
+      [8.5, 8.5, 8.5],
+    ]);
+    expect(rows[0].bytesPerToken).toBe((4 * 2 * 128 * 4.5) / 8);
+  });
+
+  it('the command prints the table and writes CSV, JSON and plots', () => {
+    const out = join(dir, 'out');
+    const r = lowkv(['eval', '-m', STORIES_GGUF, '-f', TINYSTORIES, '--chunks', '1', '--methods', 'f16 q4_0', '--out', out, '--plot']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/\| f32 \(reference\) \| 32\.000 \| 32\.000 \|/);
+    expect(r.stdout).toMatch(/\| q4_0 \| 6\.000 \| 6\.000 \|/);
+    for (const f of ['results.csv', 'results.json', 'tradeoff-ppl.png', 'tradeoff-kld.svg']) expect(existsSync(join(out, f)), f).toBe(true);
+    const json = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
+    expect(json.rows.map((x: { label: string }) => x.label)).toEqual(['f32 (reference)', 'f16', 'q4_0']);
+    writeFileSync(join(dir, 'bad.bin'), 'nope');
+    const bad = lowkv(['eval', '-m', STORIES_GGUF, '-f', TINYSTORIES, '--chunks', '1', '--methods', 'f16', '--reference', join(dir, 'bad.bin')]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/bad\.bin is not a usable lowkv reference: wrong magic/);
+  });
+});
