@@ -73,3 +73,14 @@ describe.skipIf(!hasShared)('lowkv eval', () => {
     expect(bad.stderr).toMatch(/bad\.bin is not a usable lowkv reference: wrong magic/);
   });
 });
+
+describe.skipIf(!hasShared)('lowkv eval passkey', () => {
+  it('runs on any model and prints accuracy per method and depth', () => {
+    const r = lowkv(['eval', 'passkey', '-m', STORIES_GGUF, '--ctx', '128', '--methods', 'f32 q8_0', '--trials', '1']);
+    expect(r.code).toBe(0);
+    const rows = r.stdout.split('\n').filter((l) => /^\| (f32|q8_0) \|/.test(l));
+    // 5 depths + the overall row, per method.
+    expect(rows).toHaveLength(12);
+    expect(rows.at(-1)).toMatch(/^\| q8_0 \| all \| 5 \| \d \| \d+% \|$/);
+  });
+});

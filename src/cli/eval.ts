@@ -112,7 +112,8 @@ export function evalCommand(): Command {
         process.stderr.write(`wrote ${written.join(', ')} in ${flags.out}\n`);
       }
     });
-  cmd.addCommand(passkeyCommand());
+  // `eval passkey` has options of the same names as `eval`: they belong to whichever comes first.
+  cmd.enablePositionalOptions().addCommand(passkeyCommand());
   return cmd;
 }
 
