@@ -1,6 +1,7 @@
 import { yieldToEventLoop } from '../engine/event-loop.js';
 import type { KvPolicy } from '../kv/cache.js';
 import type { LlamaModel } from '../model/llama.js';
+import { chunkCount, loadChunk } from './chunks.js';
 import { logSoftmaxAt, NllStats } from './perplexity.js';
 import { ReferenceReader, ReferenceWriter, tokensHash } from './reference.js';
 
@@ -65,9 +66,7 @@ export async function evaluate(model: LlamaModel, tokens: ArrayLike<number>, met
   const vocab = model.config.vocabSize;
   const first = ctx >> 1;
   const scored = ctx - 1 - first;
-  const available = Math.floor(tokens.length / ctx);
-  if (available === 0) throw new RangeError(`need at least ${ctx} tokens for one chunk of context ${ctx}; the text has ${tokens.length}`);
-  const nChunks = Math.min(available, opts.chunks ?? available);
+  const nChunks = chunkCount(tokens.length, ctx, opts.chunks);
   const header = { model: opts.modelName ?? 'model', ctx, vocab, scored, tokensHash: tokensHash(tokens) };
   const reader = opts.reference ? new ReferenceReader(opts.reference) : undefined;
   reader?.check(header, nChunks);
@@ -87,8 +86,7 @@ export async function evaluate(model: LlamaModel, tokens: ArrayLike<number>, met
       await yieldToEventLoop();
       if (opts.signal?.aborted) break;
       const s = c * ctx;
-      for (let i = 0; i < ctx; i++) batch[i] = tokens[s + i];
-      if (opts.bos !== undefined) batch[0] = opts.bos;
+      loadChunk(batch, tokens, c, opts.bos);
 
       opts.onProgress?.(c, nChunks, 'f32 reference');
       if (reader) reader.readChunk(c, refLp);

@@ -1,4 +1,5 @@
 import { yieldToEventLoop } from '../engine/event-loop.js';
+import { chunkCount, loadChunk } from './chunks.js';
 import { rope, ropeInvFreq, softmax } from '../kernels/ref/ops.js';
 import type { KvPolicy } from '../kv/cache.js';
 import type { CodecContext, KvCodec, KvRole } from '../kv/codec.js';
@@ -50,12 +51,7 @@ export interface PerLayerOptions {
 export async function perLayerProfile(model: LlamaModel, tokens: ArrayLike<number>, policies: readonly PerLayerPolicy[], opts: PerLayerOptions): Promise<PerLayerRow[]> {
   const c = model.config;
   const ctx = opts.ctx;
-  if (!Number.isInteger(ctx) || ctx < 1) throw new RangeError(`context must be a positive integer (got ${ctx})`);
-  if (opts.chunks !== undefined && (!Number.isInteger(opts.chunks) || opts.chunks < 1)) {
-    throw new RangeError(`chunks must be a positive integer (got ${opts.chunks})`);
-  }
-  const available = Math.floor(tokens.length / ctx);
-  if (available === 0) throw new RangeError(`need at least ${ctx} tokens for one chunk of context ${ctx}; got ${tokens.length}`);
+  const nChunks = chunkCount(tokens.length, ctx, opts.chunks);
   if (policies.length === 0) throw new RangeError('per-layer profile needs at least one policy');
   for (const { label, policy } of policies) {
     for (const key of Object.keys(policy.layers ?? {})) {
@@ -65,7 +61,6 @@ export async function perLayerProfile(model: LlamaModel, tokens: ArrayLike<numbe
       }
     }
   }
-  const nChunks = Math.min(available, opts.chunks ?? available);
   const { nLayers, nHeads, nKvHeads, headDim } = c;
   const kvDim = nKvHeads * headDim;
   const qDim = nHeads * headDim;
@@ -89,7 +84,7 @@ export async function perLayerProfile(model: LlamaModel, tokens: ArrayLike<numbe
   let weight = 0;
 
   const cache = model.newCache(ctx);
-  const batch: number[] = [];
+  const batch = new Int32Array(ctx);
   const previous = model.observer;
   model.observer = (layer, role, rows, n) => {
     const dst = cap[layer];
@@ -104,9 +99,7 @@ export async function perLayerProfile(model: LlamaModel, tokens: ArrayLike<numbe
     for (let chunk = 0; chunk < nChunks; chunk++) {
       await yieldToEventLoop();
       if (opts.signal?.aborted) break;
-      batch.length = 0;
-      for (let i = chunk * ctx; i < (chunk + 1) * ctx; i++) batch.push(tokens[i]);
-      if (opts.bos !== undefined) batch[0] = opts.bos;
+      loadChunk(batch, tokens, chunk, opts.bos);
       for (const l of cap) l.n = { k: 0, v: 0, q: 0 };
       cache.reset();
       model.forward(batch, cache);

@@ -1,4 +1,5 @@
 import { yieldToEventLoop } from '../engine/event-loop.js';
+import { chunkCount, loadChunk } from './chunks.js';
 import type { KvPolicy } from '../kv/cache.js';
 import type { LlamaModel } from '../model/llama.js';
 
@@ -38,15 +39,7 @@ export interface PerplexityResult {
  */
 export async function perplexity(model: LlamaModel, tokens: ArrayLike<number>, opts: PerplexityOptions = {}): Promise<PerplexityResult> {
   const ctx = opts.ctx ?? 512;
-  if (!Number.isInteger(ctx) || ctx < 4) throw new RangeError(`context must be an integer ≥ 4 (got ${ctx})`);
-  const available = Math.floor(tokens.length / ctx);
-  if (available === 0) {
-    throw new RangeError(`need at least ${ctx} tokens for one chunk of context ${ctx}; the text has ${tokens.length}`);
-  }
-  if (opts.chunks !== undefined && (!Number.isInteger(opts.chunks) || opts.chunks < 1)) {
-    throw new RangeError(`chunks must be a positive integer (got ${opts.chunks})`);
-  }
-  const nChunks = Math.min(available, opts.chunks ?? available);
+  const nChunks = chunkCount(tokens.length, ctx, opts.chunks);
   const first = ctx >> 1;
   const vocab = model.config.vocabSize;
   const cache = model.newCache(ctx, opts.policy);
@@ -62,8 +55,7 @@ export async function perplexity(model: LlamaModel, tokens: ArrayLike<number>, o
     await yieldToEventLoop();
     if (opts.signal?.aborted) break;
     const s = c * ctx;
-    for (let i = 0; i < ctx; i++) batch[i] = tokens[s + i];
-    if (opts.bos !== undefined) batch[0] = opts.bos;
+    loadChunk(batch, tokens, c, opts.bos);
     cache.reset();
     const logits = model.forward(batch, cache, first);
     kvBytes = cache.bytes();
