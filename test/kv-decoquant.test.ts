@@ -4,7 +4,7 @@ import { decomposeChunks, factorC } from '../src/kv/codecs/decoquant.js';
 import { mpoDecompose, mpoReconstruct } from '../src/kv/mpo.js';
 import { createCodec } from '../src/kv/registry.js';
 import { roundF16 } from '../src/numeric/f16.js';
-import { codecConformance, kvRows, productGap, randn } from './helpers/codec-conformance.js';
+import { codecConformance, kvRows, productGap, randn, relFrobenius } from './helpers/codec-conformance.js';
 
 type Table = Record<number, number>;
 
@@ -73,15 +73,6 @@ codecConformance({ spec: 'decoquant:4,path=b,l=64,group=8,mode=asym', relError: 
 
 const ctxOf = (nKvHeads: number, headDim: number, capacity = 1024, role: 'k' | 'v' = 'k'): CodecContext => ({ role, layer: 0, nKvHeads, headDim, capacity });
 
-function relFro(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += (a[i] - b[i]) ** 2;
-    den += b[i] ** 2;
-  }
-  return Math.sqrt(num / den);
-}
 
 function decodeAll(spec: string, ctx: CodecContext, x: Float32Array, T: number): Float32Array {
   const codec = createCodec(spec, ctx);
@@ -154,10 +145,10 @@ describe('decoquant decomposition (Path A, n = 2)', () => {
       const { central, ts, r } = decomposeChunks(a, m, c);
       const back = new Float64Array(m * c);
       for (let i = 0; i < m; i++) for (let k = 0; k < r; k++) for (let j = 0; j < c; j++) back[i * c + j] += central[i * r + k] * ts[k * c + j];
-      expect(relFro(back, a)).toBeLessThan(1e-10);
+      expect(relFrobenius(back, a)).toBeLessThan(1e-10);
       // The same matrix through the general MPO: input shape [T, 1], output [width/16, 16].
       const mpo = mpoDecompose(a, [T, 1], [width / c, c]);
-      expect(relFro(mpoReconstruct(mpo), a)).toBeLessThan(1e-12);
+      expect(relFrobenius(mpoReconstruct(mpo), a)).toBeLessThan(1e-12);
       expect(mpo.bonds[1]).toBe(r);
       for (let k = 0; k < r; k++) {
         const sign = Math.sign(ts[k * c]) * Math.sign(mpo.cores[1][k * c]);
@@ -175,7 +166,7 @@ describe('decoquant decomposition (Path A, n = 2)', () => {
     expect(central.every(Number.isFinite)).toBe(true);
     const back = new Float64Array(40 * 16);
     for (let i = 0; i < 40; i++) for (let k = 0; k < 16; k++) for (let j = 0; j < 16; j++) back[i * 16 + j] += central[i * 16 + k] * ts[k * 16 + j];
-    expect(relFro(back, a)).toBeLessThan(1e-10);
+    expect(relFrobenius(back, a)).toBeLessThan(1e-10);
   });
 
   it('outliers migrate into T_S: T_L rows have a smaller peak-to-rms ratio than the token rows', () => {
@@ -244,8 +235,8 @@ describe('decoquant vs per-token RTN (paper claim: outliers migrate into T_S)', 
       const T = 256;
       const width = H * hd;
       const x = kvRows(T, H, hd, 3);
-      const rtn = relFro(perTokenRtn(x, T, width, bits), x);
-      const dq = relFro(decodeAll(`decoquant:${bits},l=64`, ctxOf(H, hd), x, T), x);
+      const rtn = relFrobenius(perTokenRtn(x, T, width, bits), x);
+      const dq = relFrobenius(decodeAll(`decoquant:${bits},l=64`, ctxOf(H, hd), x, T), x);
       ratios.push(`${H}×${hd}: DecoQuant ${dq.toFixed(4)} / RTN ${rtn.toFixed(4)} = ${(dq / rtn).toFixed(3)}`);
       expect(dq / rtn).toBeLessThan(maxRatio);
     }
@@ -354,7 +345,7 @@ describe('decoquant storage and attention details', () => {
         [4, 1, 2, 2],
       ],
     ]) {
-      expect(relFro(mpoReconstruct(mpoDecompose(a, rowDims, colDims, { rankTol: 1e-6 })), a)).toBeLessThan(1e-10);
+      expect(relFrobenius(mpoReconstruct(mpoDecompose(a, rowDims, colDims, { rankTol: 1e-6 })), a)).toBeLessThan(1e-10);
     }
   });
 });

@@ -1,17 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { fullBondDims, mpoDecompose, mpoReconstruct } from '../src/kv/mpo.js';
 import { matmul, svd, transpose } from '../src/numeric/linalg.js';
-import { randn } from './helpers/codec-conformance.js';
+import { randn, relFrobenius } from './helpers/codec-conformance.js';
 
-function relFro(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += (a[i] - b[i]) ** 2;
-    den += b[i] ** 2;
-  }
-  return Math.sqrt(num / den);
-}
 
 const cases: Array<[string, number[], number[]]> = [
   ['n=2, 6×8 as [2,3]×[4,2]', [2, 3], [4, 2]],
@@ -41,17 +32,17 @@ describe('MPO decomposition', () => {
       const mpo = mpoDecompose(w, rowDims, colDims, { gauge });
       expect(mpo.cores.length).toBe(rowDims.length);
       mpo.cores.forEach((c, k) => expect(c.length).toBe(mpo.bonds[k] * rowDims[k] * colDims[k] * mpo.bonds[k + 1]));
-      expect(relFro(mpoReconstruct(mpo), w)).toBeLessThan(1e-12);
+      expect(relFrobenius(mpoReconstruct(mpo), w)).toBeLessThan(1e-12);
     }
   });
 
   it('stays exact (1e-5) on data with 30× outlier channels and on a rank-deficient matrix', () => {
     const w = randn(60 * 32, 3);
     for (let r = 0; r < 60; r++) w[r * 32 + 5] *= 30;
-    expect(relFro(mpoReconstruct(mpoDecompose(w, [1, 60, 1], [4, 2, 4])), w)).toBeLessThan(1e-5);
+    expect(relFrobenius(mpoReconstruct(mpoDecompose(w, [1, 60, 1], [4, 2, 4])), w)).toBeLessThan(1e-5);
     const lowRank = matmul(randn(60 * 2, 1), randn(2 * 32, 2), 60, 2, 32);
-    expect(relFro(mpoReconstruct(mpoDecompose(lowRank, [60, 1], [2, 16])), lowRank)).toBeLessThan(1e-5);
-    expect(relFro(mpoReconstruct(mpoDecompose(lowRank, [1, 60, 1], [2, 2, 8])), lowRank)).toBeLessThan(1e-5);
+    expect(relFrobenius(mpoReconstruct(mpoDecompose(lowRank, [60, 1], [2, 16])), lowRank)).toBeLessThan(1e-5);
+    expect(relFrobenius(mpoReconstruct(mpoDecompose(lowRank, [1, 60, 1], [2, 2, 8])), lowRank)).toBeLessThan(1e-5);
   });
 
   it('n=2 balanced gauge is U·Σ^{1/2} and Σ^{1/2}·Vᵀ of the interleaved matrix (methods.md §1.2)', () => {

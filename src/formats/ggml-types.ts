@@ -1,6 +1,7 @@
 // The ggml tensor type table (ids as in ggml.h / gguf-py), and dequantization of the types
 // lowkv can compute with.
 
+import { dequantizeBlock } from '../numeric/ggml-blocks.js';
 import { bf16ToF32, f16Table } from '../numeric/f16.js';
 
 /** ggml tensor type ids. Ids that ggml has since removed are in REMOVED_GGML_TYPES instead. */
@@ -171,16 +172,12 @@ export function dequantizeToF32(
       for (let i = 0; i < nElements; i++) out[i] = bf16ToF32(view.getUint16(2 * i, true));
       break;
     case GgmlType.Q8_0:
-      dequantizeQ8_0(bytes, view, nElements, out);
+      dequantizeQ8_0(bytes, nElements, out);
       break;
   }
   return out;
 }
 
-function dequantizeQ8_0(bytes: Uint8Array, view: DataView, nElements: number, out: Float32Array): void {
-  for (let b = 0, o = 0, i = 0; i < nElements; b++, o += 34) {
-    const d = f16Table[view.getUint16(o, true)];
-    // An fp16 scale times an int8 is exact in float32, so no intermediate rounding to match.
-    for (let j = 0; j < 32; j++, i++) out[i] = d * ((bytes[o + 2 + j] << 24) >> 24);
-  }
+function dequantizeQ8_0(bytes: Uint8Array, nElements: number, out: Float32Array): void {
+  for (let i = 0, o = 0; i < nElements; i += 32, o += 34) dequantizeBlock('q8_0', bytes, o, out, i);
 }

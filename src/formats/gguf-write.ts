@@ -3,6 +3,7 @@
 
 import * as fs from 'node:fs';
 import { f32ToBf16, f32ToF16 } from '../numeric/f16.js';
+import { quantizeBlock } from '../numeric/ggml-blocks.js';
 import { ModelFormatError } from './errors.js';
 import { GgmlType, ggmlByteSize, ggmlTypeInfo } from './ggml-types.js';
 import {
@@ -116,32 +117,15 @@ export function encodeTensorData(type: WritableTensorType, data: Float32Array): 
       for (let i = 0; i < data.length; i++) view.setUint16(2 * i, f32ToBf16(data[i]), true);
       break;
     case GgmlType.Q8_0:
-      quantizeQ8_0(data, out, view);
+      quantizeQ8_0(data, out);
       break;
   }
   return out;
 }
 
-/**
- * ggml's quantize_row_q8_0_ref: d = amax/127 stored as fp16, q = roundf(x * (1/d)) with the
- * float32 d (not the fp16-rounded one), every step rounded to float32.
- */
-function quantizeQ8_0(x: Float32Array, out: Uint8Array, view: DataView): void {
-  for (let i = 0, o = 0; i < x.length; i += 32, o += 34) {
-    let amax = 0;
-    for (let j = 0; j < 32; j++) {
-      const v = Math.abs(x[i + j]);
-      amax = amax > v ? amax : v; // ggml's MAX macro, NaN handling included
-    }
-    const d = Math.fround(amax / 127);
-    const id = d ? Math.fround(1 / d) : 0;
-    view.setUint16(o, f32ToF16(d), true);
-    for (let j = 0; j < 32; j++) {
-      const v = Math.fround(x[i + j] * id);
-      const r = Math.round(Math.abs(v)); // roundf: halves away from zero
-      out[o + 2 + j] = (v < 0 ? -r : r) & 0xff;
-    }
-  }
+/** ggml's quantize_row_q8_0_ref, block by block (src/numeric/ggml-blocks.ts, golden-tested). */
+function quantizeQ8_0(x: Float32Array, out: Uint8Array): void {
+  for (let i = 0, o = 0; i < x.length; i += 32, o += 34) quantizeBlock('q8_0', x, i, out, o);
 }
 
 /** A metadata entry of a parsed file with its original GGUF type, ready for writeGguf. */
