@@ -3,10 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { evaluate } from '../src/eval/evaluate.js';
-import { ALL_METHODS, parseMethods } from '../src/eval/methods.js';
+import { calibrateMethods, needsCalibration } from '../src/eval/calibrate-methods.js';
+import { ALL_METHODS, CALIBRATED_METHODS, parseMethods } from '../src/eval/methods.js';
 import { lowkv } from './helpers/cli.js';
 import { HD64_GGUF, model, STORIES_GGUF, TINYSTORIES } from './helpers/models.js';
-import { hasShared } from './helpers/shared-data.js';
+import { dataPath, hasShared } from './helpers/shared-data.js';
 
 describe('method lists', () => {
   it('parses SPEC, K|V and all; refuses unknown methods by name', () => {
@@ -16,6 +17,12 @@ describe('method lists', () => {
       ['q8_0 / q4_0', { k: 'q8_0', v: 'q4_0' }],
     ]);
     expect(parseMethods('all')).toHaveLength(ALL_METHODS.length);
+    const withCalibrated = parseMethods('all', { calibrated: true });
+    expect(withCalibrated).toHaveLength(ALL_METHODS.length + CALIBRATED_METHODS.length);
+    expect(withCalibrated.slice(ALL_METHODS.length).map((m) => m.label)).toEqual(CALIBRATED_METHODS);
+    expect(parseMethods('all').some((m) => needsCalibration(m.policy.k))).toBe(false);
+    expect(CALIBRATED_METHODS.every(needsCalibration)).toBe(true);
+    expect(needsCalibration('kvquant:3,calib=x.json')).toBe(false);
     expect(() => parseMethods('q3_foo')).toThrow(/unknown KV cache type "q3_foo"/);
     expect(() => parseMethods('a|b|c')).toThrow(/expected SPEC or K\|V/);
   });
@@ -71,6 +78,50 @@ describe.skipIf(!hasShared)('lowkv eval', () => {
     const bad = lowkv(['eval', '-m', STORIES_GGUF, '-f', TINYSTORIES, '--chunks', '1', '--methods', 'f16', '--reference', join(dir, 'bad.bin')]);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/bad\.bin is not a usable lowkv reference: wrong magic/);
+  });
+});
+
+describe.skipIf(!hasShared)('calibration inside eval', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'lowkv-eval-calib-'));
+  const calib = hasShared ? readFileSync(dataPath('text/tinyshakespeare/input.txt'), 'utf8') : '';
+
+  it('fills in calib=FILE per spec, the same file for the same seed and a different one for another', async () => {
+    const m = await model(STORIES_GGUF);
+    const methods = parseMethods('kvquant:3 cq:4c8b|f16 q4_0');
+    const run = (seed: number, sub: string) => calibrateMethods(m, methods, { file: 'shakespeare', text: calib, dir: join(dir, sub), ctx: 256, tokens: 1024, seed });
+    const a = await run(5, 'a');
+    const b = await run(5, 'b');
+    const c = await run(6, 'c');
+    expect(a.map((x) => x.label)).toEqual(['kvquant:3', 'cq:4c8b / f16', 'q4_0']);
+    expect(a[0].policy.k).toBe(`kvquant:3,calib=${join(dir, 'a', 'calib-kvquant_3-seed5.json')}`);
+    expect(a[1].policy).toEqual({ k: `cq:4c8b,calib=${join(dir, 'a', 'calib-cq_4c8b-seed5.json')}`, v: 'f16' });
+    expect(a[2].policy).toEqual({ k: 'q4_0', v: 'q4_0' });
+    const codebooks = (ms: typeof a, i: number): unknown => JSON.parse(readFileSync(ms[i].policy.k.split('calib=')[1], 'utf8')).layers;
+    for (const i of [0, 1]) {
+      expect(codebooks(b, i)).toEqual(codebooks(a, i));
+      expect(codebooks(c, i)).not.toEqual(codebooks(a, i));
+    }
+    expect(JSON.parse(readFileSync(a[0].policy.k.split('calib=')[1], 'utf8')).source).toEqual({ file: 'shakespeare', tokens: 1024, seed: 5 });
+    // The filled-in specs build caches (the calibration matches the model).
+    for (const x of a) expect(() => m.llama.newCache(8, x.policy)).not.toThrow();
+  });
+
+  it('the command asks for --calibrate when a method needs it, and records the seed', () => {
+    const bare = lowkv(['eval', '-m', STORIES_GGUF, '-f', TINYSTORIES, '--chunks', '1', '--methods', 'f16 kvquant:3']);
+    expect(bare.code).toBe(1);
+    expect(bare.stderr).toMatch(/kvquant:3 learns from data: give --calibrate TEXT/);
+    const out = join(dir, 'cli');
+    const args = ['eval', '-m', STORIES_GGUF, '-f', TINYSTORIES, '--chunks', '1', '--methods', 'kvquant:2', '--calibrate', dataPath('text/tinyshakespeare/input.txt'), '--calib-tokens', '512', '--seed', '3', '--out', out];
+    const r = lowkv(args);
+    expect(r.code).toBe(0);
+    const json = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
+    expect(json.seed).toBe(3);
+    expect(json.rows.map((x: { label: string }) => x.label)).toEqual(['f32 (reference)', 'kvquant:2']);
+    expect(existsSync(join(out, 'calib-kvquant_2-seed3.json'))).toBe(true);
+    // Same seed, same numbers.
+    const again = lowkv(args);
+    expect(JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')).rows[1].kld).toBe(json.rows[1].kld);
+    expect(again.code).toBe(0);
   });
 });
 

@@ -12,6 +12,7 @@ interface CalibrateFlags {
   out: string;
   ctx: number;
   tokens: number;
+  seed: number;
 }
 
 export function calibrateCommand(): Command {
@@ -24,6 +25,7 @@ export function calibrateCommand(): Command {
     .requiredOption('-o, --out <file>', 'calibration file to write (JSON)')
     .option('-c, --ctx <tokens>', 'tokens per forward chunk', intArg('--ctx', 2), 512)
     .option('--tokens <n>', 'calibration tokens to collect', intArg('--tokens', 1), 16384)
+    .option('-s, --seed <n>', 'k-means seed (same text and seed, same file)', intArg('--seed', 0), 1)
     .action(async (flags: CalibrateFlags) => {
       const model = await openModel(flags);
       const text = readTextFile(flags.file);
@@ -40,7 +42,7 @@ export function calibrateCommand(): Command {
       bar.stop();
       const c = model.config;
       const started = performance.now();
-      const file = calibrate(flags.method, samples, { name: model.name, nLayers: c.nLayers, nKvHeads: c.nKvHeads, headDim: c.headDim }, { file: flags.file, tokens: samples[0].nRows });
+      const file = calibrate(flags.method, samples, { name: model.name, nLayers: c.nLayers, nKvHeads: c.nKvHeads, headDim: c.headDim }, { file: flags.file, tokens: samples[0].nRows, seed: flags.seed });
       writeFileSync(flags.out, JSON.stringify(file));
       process.stderr.write(
         `wrote ${flags.out}: ${flags.method} for ${c.nLayers} layers from ${samples[0].nRows} tokens in ${((performance.now() - started) / 1000).toFixed(1)} s; ` +

@@ -1,8 +1,10 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
+import { calibrateMethods, needsCalibration } from '../eval/calibrate-methods.js';
 import { evaluate, type EvalRow } from '../eval/evaluate.js';
-import { ALL_METHODS, parseMethods } from '../eval/methods.js';
+import { ALL_METHODS, CALIBRATED_METHODS, parseMethods } from '../eval/methods.js';
 import { passkey, type PasskeyRow } from '../eval/passkey.js';
 import { perLayerProfile, type PerLayerRow } from '../eval/per-layer.js';
 import { writeTradeoffPlots } from '../eval/plot.js';
@@ -21,6 +23,9 @@ interface EvalFlags {
   perLayer: boolean;
   saveReference?: string;
   reference?: string;
+  calibrate?: string;
+  calibTokens: number;
+  seed: number;
 }
 
 const COLUMNS: Array<[string, (r: EvalRow) => string]> = [
@@ -55,7 +60,7 @@ export function evalCommand(): Command {
     .addOption(new Option('-m, --model <file>', 'GGUF or llama2.c checkpoint (default: $LOWKV_MODEL)'))
     .option('--tokenizer <file>', 'llama2.c tokenizer.bin')
     .option('-f, --file <text>', 'text to evaluate on')
-    .option('--methods <list>', `methods separated by spaces or ';': SPEC, K|V, policy=FILE, or all (${ALL_METHODS.length} methods)`, 'all')
+    .option('--methods <list>', `methods separated by spaces or ';': SPEC, K|V, policy=FILE, or all (${ALL_METHODS.length} methods, ${ALL_METHODS.length + CALIBRATED_METHODS.length} with --calibrate)`, 'all')
     .option('-c, --ctx <tokens>', 'tokens per chunk', intArg('--ctx', 4), 512)
     .option('--chunks <n>', 'evaluate at most n chunks', intArg('--chunks', 1))
     .option('--out <dir>', 'write results.csv and results.json (and plots) here')
@@ -63,17 +68,41 @@ export function evalCommand(): Command {
     .option('--per-layer', 'per-layer relative error of K, V and the attention output instead', false)
     .option('--save-reference <file>', 'save the f32-cache reference for reuse')
     .option('--reference <file>', 'read a saved f32-cache reference instead of computing it')
+    .option('--calibrate <text>', 'calibrate kvquant/cq methods given without calib=FILE on this text (files go to --out)')
+    .option('--calib-tokens <n>', 'calibration tokens to collect', intArg('--calib-tokens', 1), 16384)
+    .option('-s, --seed <n>', 'seed of every random choice (calibration k-means); same seed, same numbers', intArg('--seed', 0), 1)
     .action(async (flags: EvalFlags) => {
       if (!flags.file) throw new Error("required option '-f, --file <text>' not specified");
       if (flags.plot && !flags.out) throw new Error('--plot writes its files into --out DIR: give one');
-      const methods = parseMethods(flags.methods);
+      let methods = parseMethods(flags.methods, { calibrated: flags.calibrate !== undefined });
+      const uncalibrated = methods.flatMap((m) => (m.policy.layers ? [] : [m.policy.k, m.policy.v])).filter(needsCalibration);
+      if (uncalibrated.length && !flags.calibrate) {
+        throw new Error(`${uncalibrated[0]} learns from data: give --calibrate TEXT (calibrated here, seeded by --seed) or calib=FILE from \`lowkv calibrate\``);
+      }
       const model = await openModel(flags);
+      const signal = interruptSignal();
+      if (flags.calibrate && uncalibrated.length) {
+        const text = readTextFile(flags.calibrate);
+        const ctx = Math.min(flags.ctx, model.config.contextLength);
+        const bar = progress('calibrate', Math.ceil(Math.min(flags.calibTokens, model.tokenizer.encode(text).length) / ctx));
+        methods = await calibrateMethods(model, methods, {
+          file: flags.calibrate,
+          text,
+          dir: flags.out ?? mkdtempSync(join(tmpdir(), 'lowkv-calib-')),
+          ctx,
+          tokens: flags.calibTokens,
+          seed: flags.seed,
+          signal,
+          onChunk: (d) => bar.update(d, ''),
+        });
+        bar.stop();
+        if (signal.aborted) throw new Error('interrupted during calibration');
+      }
       // Build every cache once up front so a bad spec fails before minutes of work.
       for (const m of methods) model.llama.newCache(1, m.policy);
       const tokens = model.tokenizer.encode(readTextFile(flags.file));
       const bos = model.tokenizer.addBos ? model.tokenizer.bos : undefined;
       const total = Math.min(Math.floor(tokens.length / flags.ctx), flags.chunks ?? Infinity);
-      const signal = interruptSignal();
       if (flags.perLayer) return perLayer(model.llama, tokens, methods, flags, bos, total, signal);
       process.stderr.write(`${flags.file}: ${tokens.length} tokens, ${total} chunks of ${flags.ctx}, ${methods.length} methods + the f32 reference\n`);
       const bar = progress('eval', total);
@@ -97,7 +126,7 @@ export function evalCommand(): Command {
       process.stdout.write(markdownTable(all) + '\n');
       if (flags.out) {
         mkdirSync(flags.out, { recursive: true });
-        const meta = { model: model.file.path, file: flags.file, ctx: flags.ctx, chunks: reference.chunks, tokens: tokens.length };
+        const meta = { model: model.file.path, file: flags.file, ctx: flags.ctx, chunks: reference.chunks, tokens: tokens.length, seed: flags.seed, ...(flags.calibrate && { calibrate: flags.calibrate }) };
         writeFileSync(join(flags.out, 'results.json'), JSON.stringify({ ...meta, rows: all }, null, 2) + '\n');
         writeFileSync(join(flags.out, 'results.csv'), csv(all));
         const written = ['results.json', 'results.csv'];

@@ -6,8 +6,8 @@ import type { EvalMethod } from './evaluate.js';
 
 /**
  * `lowkv eval --methods all`: every uncalibrated method at the bit widths it supports, in
- * settings that compress at ctx 512 (DecoQuant with 64-token blocks). Calibrated methods
- * (kvquant, cq) need a calib=FILE and are named explicitly.
+ * settings that compress at ctx 512 (DecoQuant with 64-token blocks). With `--calibrate TEXT`,
+ * `all` adds CALIBRATED_METHODS.
  */
 export const ALL_METHODS: readonly string[] = [
   'f16', 'bf16',
@@ -18,14 +18,19 @@ export const ALL_METHODS: readonly string[] = [
   'mxint8', 'mxfp8', 'mxfp4', 'mxfp4,hadamard', 'nvfp4', 'nvfp4,hadamard', 'nvint4', 'nvint4,hadamard',
 ]; // prettier-ignore
 
+/** Methods that learn codebooks from data, at their bit widths (cq: 4, 2 and 1 bits/value). */
+export const CALIBRATED_METHODS: readonly string[] = ['kvquant:4', 'kvquant:3', 'kvquant:2', 'cq:2c8b', 'cq:4c8b', 'cq:8c8b'];
+
 /**
  * Parses a method list: items separated by spaces or ';', each `SPEC` (K and V alike), `K|V`, or
- * `policy=FILE` (a --kv-policy file); `all` expands to ALL_METHODS.
+ * `policy=FILE` (a --kv-policy file); `all` expands to ALL_METHODS, plus CALIBRATED_METHODS when
+ * `calibrated` (the caller can calibrate them).
  */
-export function parseMethods(list: string): EvalMethod[] {
+export function parseMethods(list: string, opts: { readonly calibrated?: boolean } = {}): EvalMethod[] {
   const items = list.split(/[\s;]+/).filter(Boolean);
   if (items.length === 0) throw new CodecSpecError('no methods given (e.g. --methods "q8_0 q4_0 kivi:2 K|V policy=file.json", or all)');
-  return items.flatMap((item) => (item === 'all' ? ALL_METHODS.map(method) : [method(item)]));
+  const all = opts.calibrated ? [...ALL_METHODS, ...CALIBRATED_METHODS] : ALL_METHODS;
+  return items.flatMap((item) => (item === 'all' ? all.map(method) : [method(item)]));
 }
 
 function method(item: string): EvalMethod {

@@ -8,7 +8,8 @@ export interface CalibrationFile {
   /** The method spec calibrated for, e.g. "kvquant:3". */
   readonly method: string;
   readonly model: { readonly name: string; readonly nLayers: number; readonly nKvHeads: number; readonly headDim: number };
-  readonly source: { readonly file: string; readonly tokens: number };
+  /** Where the samples came from; `seed` (default 1) seeded the method's k-means. */
+  readonly source: { readonly file: string; readonly tokens: number; readonly seed?: number };
   readonly layers: ReadonlyArray<{ readonly k: unknown; readonly v: unknown }>;
 }
 

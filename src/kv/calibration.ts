@@ -66,7 +66,7 @@ export function calibrate(method: string, samples: CalibrationSamples[], model: 
   const factory = codecFactory(spec.name);
   if (!factory.calibrate) throw new CodecSpecError(`"${spec.name}" needs no calibration (methods that do: ${calibratedMethods().join(', ')})`);
   const layers = Array.from({ length: model.nLayers }, (_, layer) => {
-    const of = (role: KvRole): unknown => factory.calibrate!(spec, samples.find((s) => s.layer === layer && s.role === role)!);
+    const of = (role: KvRole): unknown => factory.calibrate!(spec, samples.find((s) => s.layer === layer && s.role === role)!, { seed: source.seed ?? 1 });
     return { k: of('k'), v: of('v') };
   });
   return { format: 'lowkv-calibration', version: 1, method: spec.text, model, source, layers };

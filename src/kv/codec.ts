@@ -106,9 +106,10 @@ export interface CodecFactory {
   /**
    * Methods that learn from data (codebooks, ranges) turn one layer's samples into a
    * JSON-serialisable artifact; `lowkv calibrate` stores them, and create() reads them back
-   * through the spec's calib=FILE parameter (see kv/calibration.ts).
+   * through the spec's calib=FILE parameter (see kv/calibration.ts). `seed` fixes every random
+   * choice (k-means seeding), so the same samples and seed give the same artifact.
    */
-  calibrate?(spec: ParsedSpec, samples: CalibrationSamples): unknown;
+  calibrate?(spec: ParsedSpec, samples: CalibrationSamples, opts: { readonly seed: number }): unknown;
 }
 
 /**

@@ -15,7 +15,7 @@
  *     cos/sin (see rope-table.ts).
  *   - Groups never straddle heads: a head is split into ceil(head_dim/c) groups, the last one
  *     narrower (head_dim mod c channels) with its own 2^b-entry codebook of that width.
- *   - Plain k-means (k-means++ seeding, seed 1, ≤ 50 Lloyd steps), no Fisher weighting: the
+ *   - Plain k-means (k-means++ seeding from the calibration seed, ≤ 50 Lloyd steps), no Fisher weighting: the
  *     engine has no gradients, so every calibration token weighs 1.
  *   - Centroids are fp16, so inputs with |x| > 65504 are refused (RangeError), not clipped.
  *   - No sink and no full-precision window here: §5's 128-token window is the window wrapper's
@@ -73,7 +73,7 @@ interface Artifact {
   readonly centroids: number[][];
 }
 
-function calibrateCq(spec: ParsedSpec, s: CalibrationSamples): Artifact {
+function calibrateCq(spec: ParsedSpec, s: CalibrationSamples, seed: number): Artifact {
   const { c, b } = parseOptions(spec);
   const W = s.nKvHeads * s.headDim;
   const widths = groupWidths(s.headDim, c);
@@ -83,7 +83,7 @@ function calibrateCq(spec: ParsedSpec, s: CalibrationSamples): Artifact {
       const w = widths[g];
       const points = new Float64Array(s.nRows * w);
       for (let r = 0; r < s.nRows; r++) for (let e = 0; e < w; e++) points[r * w + e] = s.rows[r * W + ch + e];
-      const cents = kmeans(points, w, { k: 1 << b, seed: 1, maxIter: 50 }).centroids;
+      const cents = kmeans(points, w, { k: 1 << b, seed, maxIter: 50 }).centroids;
       centroids.push(Array.from(cents, (v) => {
         const r = roundF16(v);
         if (!Number.isFinite(r)) throw new RangeError(`cq calibration of layer ${s.layer} ${s.role}: centroid value ${v} exceeds the fp16 range`);
@@ -204,6 +204,6 @@ export const cqCodecs: CodecFactory[] = [
     name: 'cq',
     summary: 'Coupled Quantization: c-channel groups coded by a b-bit index into calibrated k-means codebooks, pre-RoPE keys; cq:<c>c<b>b,calib=FILE (e.g. cq:4c8b = 2 bits/value)',
     create: createCq,
-    calibrate: (spec: ParsedSpec, samples: CalibrationSamples): unknown => calibrateCq(spec, samples),
+    calibrate: (spec: ParsedSpec, samples: CalibrationSamples, { seed }: { readonly seed: number }): unknown => calibrateCq(spec, samples, seed),
   },
 ];

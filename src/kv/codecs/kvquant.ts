@@ -31,7 +31,7 @@
  * Sink (§3.1.5): tokens at absolute position < S (firstPosition counted) are stored as float32
  * rows and left out of calibration.
  *
- * Calibration (calibrate()): plain k-means (k-means++ seeding, seed 1, ≤ 50 Lloyd steps) on the
+ * Calibration (calibrate()): plain k-means (k-means++ seeding from the calibration seed, ≤ 50 Lloyd steps) on the
  * normalized dense values — keys: values with |x_n| ≤ 1 as in the paper's code; values: the
  * dense part of each row after the runtime's outlier split. No Fisher weighting: the engine has
  * no gradients, so every activation weighs 1 (deviation from §3.1.3, which weights by squared
@@ -230,7 +230,7 @@ function f16Field(x: number, what: string, s: CalibrationSamples): number {
   return r;
 }
 
-function calibrateKvquant(spec: ParsedSpec, s: CalibrationSamples): Artifact {
+function calibrateKvquant(spec: ParsedSpec, s: CalibrationSamples, seed: number): Artifact {
   const o = parseOptions(spec);
   const W = s.nKvHeads * s.headDim;
   const keptRows: number[] = [];
@@ -278,7 +278,7 @@ function calibrateKvquant(spec: ParsedSpec, s: CalibrationSamples): Artifact {
   }
   if (nDense === 0) throw new RangeError(`kvquant calibration of layer ${s.layer} ${s.role}: the samples have no spread to learn a codebook from`);
   const values = dense.subarray(0, nDense);
-  const codebook = Array.from(kmeans1d(values, { k: 1 << o.bits, seed: 1, maxIter: 50 }).centroids, roundF16);
+  const codebook = Array.from(kmeans1d(values, { k: 1 << o.bits, seed, maxIter: 50 }).centroids, roundF16);
   codebook.sort((a, b) => a - b);
   const qnorm = (o.qnorm ?? o.bits === 2) ? qNorm(values, codebook) : undefined;
   return { bits: o.bits, outliers: o.outliers, sink: o.sink, codebook, ...(qnorm && { qnorm }), ...(zeroPoint && { zeroPoint, range }) };
@@ -474,6 +474,6 @@ export const kvquantCodecs: CodecFactory[] = [
     name: 'kvquant',
     summary: 'KVQuant: pre-RoPE per-channel keys, per-token values, calibrated nuq codebook, 1% fp32 outliers, fp32 sink; kvquant:B[,outliers=F][,sink=S],calib=FILE (B = 2/3/4, default 3)',
     create: createKvquant,
-    calibrate: (spec: ParsedSpec, samples: CalibrationSamples): unknown => calibrateKvquant(spec, samples),
+    calibrate: (spec: ParsedSpec, samples: CalibrationSamples, { seed }: { readonly seed: number }): unknown => calibrateKvquant(spec, samples, seed),
   },
 ];
