@@ -4,8 +4,9 @@
  * frontier drawn as a step line. Written as SVG (vega-lite → vega) and PNG
  * (resvg, 1200 px wide).
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { renderVegaLite } from './render.js';
 
 export interface PlotRow {
   readonly label: string;
@@ -22,8 +23,7 @@ export interface TradeoffPlotOptions {
   readonly title: string;
 }
 
-/** Width of the PNG files, in pixels. */
-export const PNG_WIDTH = 1200;
+export { PNG_WIDTH } from './render.js';
 
 /**
  * The Pareto frontier of `rows` for error column `key`: rows that no other row
@@ -360,31 +360,8 @@ export async function writeTradeoffPlots(
   outDir: string,
   opts: TradeoffPlotOptions,
 ): Promise<string[]> {
-  const [vl, vega, { Resvg }] = await Promise.all([
-    import('vega-lite'),
-    import('vega'),
-    import('@resvg/resvg-js'),
-  ]);
   await mkdir(outDir, { recursive: true });
   const written: string[] = [];
-  for (const m of METRICS) {
-    const vlSpec = buildSpec(rows, m, opts.title);
-    const vgSpec = vl.compile(vlSpec as never).spec;
-    const view = new vega.View(vega.parse(vgSpec as never), { renderer: 'none' });
-    const svg = await view.toSVG();
-    view.finalize();
-    const png = new Resvg(svg, {
-      fitTo: { mode: 'width', value: PNG_WIDTH },
-      background: 'white',
-      font: { loadSystemFonts: true, defaultFontFamily: 'DejaVu Sans' },
-    })
-      .render()
-      .asPng();
-    const svgPath = join(outDir, `${m.file}.svg`);
-    const pngPath = join(outDir, `${m.file}.png`);
-    await writeFile(svgPath, svg, 'utf8');
-    await writeFile(pngPath, png);
-    written.push(svgPath, pngPath);
-  }
+  for (const m of METRICS) written.push(...(await renderVegaLite(buildSpec(rows, m, opts.title), join(outDir, m.file))));
   return written;
 }
