@@ -78,8 +78,9 @@ const BYTE_TOKENS = 256;
 
 /**
  * A SentencePiece vocabulary of `size` pieces laid out like Llama 2's: <unk>, <s>, </s>, the 256
- * byte-fallback pieces, then distinct filler words with decreasing scores. Any text encodes
- * (through the byte pieces), so both lowkv and llama.cpp accept it.
+ * byte-fallback pieces, "▁" (a space that starts no known word), then distinct filler words with
+ * decreasing scores. Any text encodes (through the byte pieces) and decodes back, so both lowkv
+ * and llama.cpp accept it.
  */
 export function syntheticVocab(size: number): SpmVocab {
   const first = SPECIAL.length + BYTE_TOKENS;
@@ -93,7 +94,7 @@ export function syntheticVocab(size: number): SpmVocab {
   }
   const scores = new Float32Array(size);
   for (let i = first; i < size; i++) {
-    tokens.push(`▁${fillerWord(i - first)}`);
+    tokens.push(`▁${i === first ? '' : fillerWord(i - first - 1)}`);
     types[i] = TokenType.Normal;
     scores[i] = -(i - first);
   }
