@@ -10,6 +10,7 @@ import { loadModel, type Model } from '../src/engine/model.js';
 import { roundF16 } from '../src/numeric/f16.js';
 import { allLogits } from './helpers/models.js';
 import { repoRoot } from './helpers/shared-data.js';
+import { matrixValues } from '../src/model/weight-memory.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'lowkv-bench-model-'));
 const write = (name: string, type: 'f32' | 'f16', seed: number): string => {
@@ -52,8 +53,8 @@ describe('random benchmark models', () => {
     const w = m.file.weights;
     expect(w.output).toBe(w.tokenEmbedding);
     expect(w.layers).toHaveLength(p.nLayers);
-    expect(w.layers[0].wk.length).toBe(p.nKvHeads * p.headDim * p.dim);
-    expect(w.layers[1].wDown.length).toBe(p.dim * p.hiddenDim);
+    expect(w.layers[0].wk.data.length).toBe(p.nKvHeads * p.headDim * p.dim);
+    expect(w.layers[1].wDown.data.length).toBe(p.dim * p.hiddenDim);
     for (const v of [w.outputNorm, w.layers[0].attnNorm, w.layers[1].ffnNorm]) expect(v.every((x) => x === 1)).toBe(true);
     // Every tensor in the file counts toward the stated size.
     const file = readGguf(f32Path);
@@ -69,9 +70,9 @@ describe('random benchmark models', () => {
       [l.wo, c.nHeads * c.headDim],
       [l.wDown, c.hiddenDim],
     ] as const) {
-      const { mean, std } = stats(w);
+      const { mean, std } = stats(matrixValues(w));
       expect(Math.abs(std * Math.sqrt(inDim) - 1)).toBeLessThan(0.05);
-      expect(Math.abs(mean)).toBeLessThan(5 / Math.sqrt(inDim * w.length));
+      expect(Math.abs(mean)).toBeLessThan(5 / Math.sqrt(inDim * w.data.length));
     }
   });
 
@@ -111,9 +112,10 @@ describe('random benchmark models', () => {
     expect(file.tensor('token_embd.weight')?.type).toBe(GgmlType.F16);
     expect(file.tensor('blk.0.attn_norm.weight')?.type).toBe(GgmlType.F32);
     const h = await loadModel(path);
-    const a = m.file.weights.layers[0].wGate;
+    const a = matrixValues(m.file.weights.layers[0].wGate);
     const b = h.file.weights.layers[0].wGate;
-    expect(b.every((x, i) => x === roundF16(a[i]))).toBe(true);
+    expect(b.type).toBe('f16');
+    expect(matrixValues(b).every((x, i) => x === roundF16(a[i]))).toBe(true);
   });
 
   it('refuses a bad seed or a vocabulary too small for its special and byte pieces', () => {

@@ -6,6 +6,7 @@ import type { LlamaConfig } from '../src/model/types.js';
 import { SpmTokenizer } from '../src/tokenizer/spm.js';
 import { greedy, model, STORIES_GGUF } from './helpers/models.js';
 import { hasShared } from './helpers/shared-data.js';
+import { weightMatrix, type WeightMatrix } from '../src/kernels/weights.js';
 
 /**
  * A one-layer model whose layers contribute nothing (zero projections), so the residual stream is
@@ -17,8 +18,9 @@ function eosModel(): { llama: LlamaModel; tokenizer: SpmTokenizer } {
   const ones = (n: number): Float32Array => new Float32Array(n).fill(1);
   const output = z(8 * 4);
   output.fill(1, 2 * 4, 3 * 4);
-  const layer = { attnNorm: ones(4), wq: z(16), wk: z(16), wv: z(16), wo: z(16), ffnNorm: ones(4), wGate: z(16), wDown: z(16), wUp: z(16) };
-  const llama = new LlamaModel(c, { tokenEmbedding: ones(8 * 4), layers: [layer], outputNorm: ones(4), output });
+  const m = (data: Float32Array, rows = 4): WeightMatrix => weightMatrix('f32', rows, 4, data);
+  const layer = { attnNorm: ones(4), wq: m(z(16)), wk: m(z(16)), wv: m(z(16)), wo: m(z(16)), ffnNorm: ones(4), wGate: m(z(16)), wDown: m(z(16)), wUp: m(z(16)) };
+  const llama = new LlamaModel(c, { tokenEmbedding: m(ones(8 * 4), 8), layers: [layer], outputNorm: ones(4), output: m(output, 8) });
   const tokens = ['<unk>', '<s>', '</s>', 'a', 'b', 'c', 'd', 'e'];
   const tokenizer = new SpmTokenizer({
     tokens,

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ModelFormatError } from '../src/formats/errors.js';
+import { matrixValues } from '../src/model/weight-memory.js';
 import { GgmlType, dequantizeToF32, ggmlTypeInfo, ggmlTypeName } from '../src/formats/ggml-types.js';
 import {
   type GgufFile,
@@ -116,8 +117,9 @@ describe('real GGUF files', () => {
     expect(f32.weights.output).not.toBe(f32.weights.tokenEmbedding);
     const q8 = llamaFromGguf(readGguf(arch('llama2-q8_0')));
     expect(q8.config).toEqual(f32.config);
-    const a = f32.weights.layers[1].wq;
-    const b = q8.weights.layers[1].wq;
+    expect(q8.weights.layers[1].wq.type).toBe('q8_0');
+    const a = matrixValues(f32.weights.layers[1].wq);
+    const b = matrixValues(q8.weights.layers[1].wq);
     let maxErr = 0;
     for (let i = 0; i < a.length; i++) maxErr = Math.max(maxErr, Math.abs(a[i] - b[i]));
     expect(maxErr).toBeGreaterThan(0);

@@ -7,6 +7,8 @@ import { readLlama2c } from '../src/formats/llama2c.js';
 import { llamaFromGguf } from '../src/model/from-gguf.js';
 import type { LlamaConfig, LlamaWeights } from '../src/model/types.js';
 import { dataPath, hasShared } from './helpers/shared-data.js';
+import type { WeightMatrix } from '../src/kernels/weights.js';
+import { matrixValues } from '../src/model/weight-memory.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'lowkv-llama2c-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -20,9 +22,10 @@ const LAYER_KEYS = ['attnNorm', 'wq', 'wk', 'wv', 'wo', 'ffnNorm', 'wGate', 'wDo
 
 /** Every array of a model, named, in a fixed order. */
 function arrays(w: LlamaWeights): Array<[string, Float32Array]> {
-  const out: Array<[string, Float32Array]> = [['tokenEmbedding', w.tokenEmbedding]];
-  w.layers.forEach((l, i) => LAYER_KEYS.forEach((k) => out.push([`layers[${i}].${k}`, l[k]])));
-  out.push(['outputNorm', w.outputNorm], ['output', w.output]);
+  const v = (a: Float32Array | WeightMatrix): Float32Array => (a instanceof Float32Array ? a : matrixValues(a));
+  const out: Array<[string, Float32Array]> = [['tokenEmbedding', v(w.tokenEmbedding)]];
+  w.layers.forEach((l, i) => LAYER_KEYS.forEach((k) => out.push([`layers[${i}].${k}`, v(l[k])])));
+  out.push(['outputNorm', w.outputNorm], ['output', v(w.output)]);
   return out;
 }
 
@@ -53,9 +56,9 @@ function writeVersion1(path: string, c: LlamaConfig, w: LlamaWeights, shared: bo
     ...L.map((l) => l.attnNorm),
     ...L.map((l) => l.ffnNorm),
     w.outputNorm,
-    w.tokenEmbedding,
-    ...(['wq', 'wk', 'wv', 'wo', 'wGate', 'wDown', 'wUp'] as const).flatMap((k) => L.map((l) => l[k])),
-    ...(shared ? [] : [w.output]),
+    matrixValues(w.tokenEmbedding),
+    ...(['wq', 'wk', 'wv', 'wo', 'wGate', 'wDown', 'wUp'] as const).flatMap((k) => L.map((l) => matrixValues(l[k]))),
+    ...(shared ? [] : [matrixValues(w.output)]),
   ];
   const fd = openSync(path, 'w');
   try {
@@ -85,14 +88,14 @@ describe('llama2.c checkpoints', () => {
       rmsEps: 1e-5,
     });
     expect(m.weights.output).toBe(m.weights.tokenEmbedding);
-    expect(m.weights.layers[0].wk.length).toBe(32 * 64);
+    expect(m.weights.layers[0].wk.data.length).toBe(32 * 64);
   });
 
   it.skipIf(!hasShared)('reads the legacy untied lowkv-tiny-hd64 (negative vocab_size)', () => {
     const m = readLlama2c(dataPath(...TINY_BIN));
     expect(m.config).toMatchObject({ dim: 256, hiddenDim: 704, nLayers: 4, nHeads: 4, nKvHeads: 2, headDim: 64, vocabSize: 4096 });
     expect(m.weights.output).not.toBe(m.weights.tokenEmbedding);
-    expect(m.weights.output.length).toBe(4096 * 256);
+    expect(m.weights.output.data.length).toBe(4096 * 256);
   });
 
   for (const [name, bin, gguf] of [

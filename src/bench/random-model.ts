@@ -2,6 +2,7 @@
 // shapes and types, not on what the weights learned, and no download is needed.
 
 import { Rng } from '../engine/rng.js';
+import { weightMatrix, type WeightMatrix } from '../kernels/weights.js';
 import { writeModelGguf, type WeightTypeName } from '../model/to-gguf.js';
 import type { LayerWeights, LlamaConfig, LlamaWeights } from '../model/types.js';
 import { SpmTokenizer } from '../tokenizer/spm.js';
@@ -120,14 +121,14 @@ export function randomWeights(c: LlamaConfig, seed: number, onTensor?: (done: nu
   const q = c.nHeads * c.headDim;
   const kv = c.nKvHeads * c.headDim;
   const total = 1 + c.nLayers;
-  const matrix = (name: string, rows: number, cols: number): Float32Array => uniform(name, rows * cols, 1 / Math.sqrt(cols), seed);
+  const matrix = (name: string, rows: number, cols: number): WeightMatrix => weightMatrix('f32', rows, cols, uniform(name, rows * cols, 1 / Math.sqrt(cols), seed));
   const ones = (n: number): Float32Array => new Float32Array(n).fill(1);
 
   const tokenEmbedding = matrix('token_embd', c.vocabSize, c.dim);
   onTensor?.(1, total);
   const layers: LayerWeights[] = [];
   for (let l = 0; l < c.nLayers; l++) {
-    const m = (t: string, rows: number, cols: number): Float32Array => matrix(`blk.${l}.${t}`, rows, cols);
+    const m = (t: string, rows: number, cols: number): WeightMatrix => matrix(`blk.${l}.${t}`, rows, cols);
     layers.push({
       attnNorm: ones(c.dim),
       wq: m('attn_q', q, c.dim),

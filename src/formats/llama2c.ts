@@ -2,7 +2,9 @@
 // version1_export (256-byte "ak42" header), both float32 only.
 
 import * as fs from 'node:fs';
+import { weightMatrix, type WeightMatrix } from '../kernels/weights.js';
 import type { LayerWeights, LlamaConfig, LlamaWeights } from '../model/types.js';
+import { heapFloat32 } from '../model/weight-memory.js';
 import { ModelFormatError } from './errors.js';
 import { withFile } from './file.js';
 
@@ -47,7 +49,7 @@ export function readLlama2c(path: string): Llama2cModel {
     }
     const parts = new Parts(config);
     layout(config, header.shared, header.seqLen, { floats, parts });
-    return { config, weights: parts.weights(header.shared), version: header.version };
+    return { config, weights: parts.weights(config, header.shared), version: header.version };
   });
 }
 
@@ -136,8 +138,8 @@ class FloatReader {
   ) {}
 
   next(n: number, what: string): Float32Array {
-    const out = new Float32Array(n);
-    const bytes = new Uint8Array(out.buffer);
+    const out = heapFloat32(n);
+    const bytes = new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
     let done = 0;
     while (done < bytes.length) {
       const got = fs.readSync(this.fd, bytes, done, bytes.length - done, this.pos + done);
@@ -170,25 +172,28 @@ class Parts {
     this.layers[l][key] = a;
   }
 
-  weights(shared: boolean): LlamaWeights {
-    const tokenEmbedding = must(this.tokenEmbedding);
+  weights(c: LlamaConfig, shared: boolean): LlamaWeights {
+    const q = c.nHeads * c.headDim;
+    const kv = c.nKvHeads * c.headDim;
+    const m = (a: Float32Array | undefined, rows: number, cols: number): WeightMatrix => weightMatrix('f32', rows, cols, must(a));
+    const tokenEmbedding = m(this.tokenEmbedding, c.vocabSize, c.dim);
     return {
       tokenEmbedding,
       layers: this.layers.map(
         (p): LayerWeights => ({
           attnNorm: must(p.attnNorm),
-          wq: must(p.wq),
-          wk: must(p.wk),
-          wv: must(p.wv),
-          wo: must(p.wo),
+          wq: m(p.wq, q, c.dim),
+          wk: m(p.wk, kv, c.dim),
+          wv: m(p.wv, kv, c.dim),
+          wo: m(p.wo, c.dim, q),
           ffnNorm: must(p.ffnNorm),
-          wGate: must(p.wGate),
-          wDown: must(p.wDown),
-          wUp: must(p.wUp),
+          wGate: m(p.wGate, c.hiddenDim, c.dim),
+          wDown: m(p.wDown, c.dim, c.hiddenDim),
+          wUp: m(p.wUp, c.hiddenDim, c.dim),
         }),
       ),
       outputNorm: must(this.outputNorm),
-      output: shared ? tokenEmbedding : must(this.output),
+      output: shared ? tokenEmbedding : m(this.output, c.vocabSize, c.dim),
     };
   }
 }

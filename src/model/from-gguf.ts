@@ -2,7 +2,10 @@
 // wrong (another architecture, partial or scaled RoPE, extra tensors such as biases) is refused.
 
 import { ModelFormatError } from '../formats/errors.js';
-import { type GgufFile, getArray, getNumber, getString, readTensor } from '../formats/gguf.js';
+import { isDequantizable } from '../formats/ggml-types.js';
+import { type GgufFile, getArray, getNumber, getString, readTensor, readTensorBytes } from '../formats/gguf.js';
+import type { WeightMatrix } from '../kernels/weights.js';
+import { matrixFromTensor, heapFloat32 } from './weight-memory.js';
 import type { LayerWeights, LlamaConfig, LlamaWeights } from './types.js';
 
 const ARCH = 'llama';
@@ -17,29 +20,40 @@ export function llamaFromGguf(file: GgufFile): { config: LlamaConfig; weights: L
   const tied = file.tensor('output.weight') === undefined;
   checkTensors(file, expected, tied);
 
-  const read = (name: string): Float32Array => readTensor(file, name);
+  const vector = (name: string): Float32Array => {
+    const v = readTensor(file, name);
+    const out = heapFloat32(v.length);
+    out.set(v);
+    return out;
+  };
+  // Matrices keep their stored type where the kernels run on it (F32, F16, Q8_0).
+  const matrix = (name: string): WeightMatrix => {
+    const info = file.tensor(name)!;
+    if (!isDequantizable(info.type)) readTensor(file, name); // throws the "not supported" error
+    return matrixFromTensor(info.type, info.ne[1], info.ne[0], readTensorBytes(file, info));
+  };
   const layers = Array.from({ length: config.nLayers }, (_, l): LayerWeights => {
-    const blk = (t: string): Float32Array => read(`blk.${l}.${t}.weight`);
+    const blk = (t: string): string => `blk.${l}.${t}.weight`;
     return {
-      attnNorm: blk('attn_norm'),
-      wq: blk('attn_q'),
-      wk: blk('attn_k'),
-      wv: blk('attn_v'),
-      wo: blk('attn_output'),
-      ffnNorm: blk('ffn_norm'),
-      wGate: blk('ffn_gate'),
-      wDown: blk('ffn_down'),
-      wUp: blk('ffn_up'),
+      attnNorm: vector(blk('attn_norm')),
+      wq: matrix(blk('attn_q')),
+      wk: matrix(blk('attn_k')),
+      wv: matrix(blk('attn_v')),
+      wo: matrix(blk('attn_output')),
+      ffnNorm: vector(blk('ffn_norm')),
+      wGate: matrix(blk('ffn_gate')),
+      wDown: matrix(blk('ffn_down')),
+      wUp: matrix(blk('ffn_up')),
     };
   });
-  const tokenEmbedding = read('token_embd.weight');
+  const tokenEmbedding = matrix('token_embd.weight');
   return {
     config,
     weights: {
       tokenEmbedding,
       layers,
-      outputNorm: read('output_norm.weight'),
-      output: tied ? tokenEmbedding : read('output.weight'),
+      outputNorm: vector('output_norm.weight'),
+      output: tied ? tokenEmbedding : matrix('output.weight'),
     },
   };
 }

@@ -1,8 +1,13 @@
-import { addInPlace, matmul, rmsnorm, rope, ropeInvFreq, softmax, swiglu } from '../kernels/ref/ops.js';
+import { ropeInvFreq } from '../kernels/ref/ops.js';
 import { KvCache, type KvPolicy } from '../kv/cache.js';
+import { defaultBackend, type Backend } from './backend.js';
 import type { LlamaConfig, LlamaWeights } from './types.js';
+import { readRow, heapFloat32 } from './weight-memory.js';
 
-/** Scratch for one micro-batch of up to maxBatch tokens; sized once, reused by every call. */
+/**
+ * Scratch for one micro-batch of up to maxBatch tokens; sized once, reused by every call. In the
+ * WASM heap (when it fits), so the kernels work on it in place.
+ */
 class Scratch {
   readonly x: Float32Array; // residual stream [n][dim]
   readonly xb: Float32Array; // normed input [n][dim]
@@ -15,20 +20,20 @@ class Scratch {
   readonly up: Float32Array; // [n][hiddenDim]
   readonly cos: Float32Array;
   readonly sin: Float32Array;
-  att = new Float32Array(0); // [group][capacity], grown to the largest cache seen
+  att: Float32Array = new Float32Array(0); // [group][capacity], grown to the largest cache seen
 
   constructor(c: LlamaConfig, n: number) {
     const qDim = c.nHeads * c.headDim;
     const kvDim = c.nKvHeads * c.headDim;
-    this.x = new Float32Array(n * c.dim);
-    this.xb = new Float32Array(n * c.dim);
-    this.q = new Float32Array(n * qDim);
-    this.k = new Float32Array(n * kvDim);
-    this.v = new Float32Array(n * kvDim);
-    this.attnOut = new Float32Array(n * qDim);
-    this.proj = new Float32Array(n * c.dim);
-    this.gate = new Float32Array(n * c.hiddenDim);
-    this.up = new Float32Array(n * c.hiddenDim);
+    this.x = heapFloat32(n * c.dim);
+    this.xb = heapFloat32(n * c.dim);
+    this.q = heapFloat32(n * qDim);
+    this.k = heapFloat32(n * kvDim);
+    this.v = heapFloat32(n * kvDim);
+    this.attnOut = heapFloat32(n * qDim);
+    this.proj = heapFloat32(n * c.dim);
+    this.gate = heapFloat32(n * c.hiddenDim);
+    this.up = heapFloat32(n * c.hiddenDim);
     this.cos = new Float32Array(c.ropeDim / 2);
     this.sin = new Float32Array(c.ropeDim / 2);
   }
@@ -44,6 +49,10 @@ export type KvObserver = (layer: number, role: 'k' | 'v' | 'q', rows: Float32Arr
 export interface ModelOptions {
   /** Tokens per micro-batch when a prompt is processed (default 512). */
   readonly maxBatch?: number;
+  /** Kernels to run on (default: WASM, LOWKV_KERNELS=ref for the plain-TS twins). */
+  readonly backend?: Backend;
+  /** Kernel threads for the WASM backend (default LOWKV_THREADS, else 1). */
+  readonly threads?: number;
 }
 
 /**
@@ -52,10 +61,11 @@ export interface ModelOptions {
  */
 export class LlamaModel {
   readonly maxBatch: number;
+  readonly kernels: Backend;
   private readonly s: Scratch;
   private readonly invFreq: Float64Array;
-  private logits = new Float32Array(0);
-  private logitsView = new Float32Array(0);
+  private logits: Float32Array = new Float32Array(0);
+  private logitsView: Float32Array = new Float32Array(0);
   /** Set to watch K/V activations (calibration); undefined on the normal path. */
   observer: KvObserver | undefined;
 
@@ -65,6 +75,7 @@ export class LlamaModel {
     opts: ModelOptions = {},
   ) {
     this.maxBatch = opts.maxBatch ?? 512;
+    this.kernels = opts.backend ?? defaultBackend(opts.threads);
     if (config.nHeads % config.nKvHeads !== 0) {
       throw new RangeError(`n_heads ${config.nHeads} is not a multiple of n_kv_heads ${config.nKvHeads}`);
     }
@@ -113,19 +124,14 @@ export class LlamaModel {
 
   private embed(tokens: ArrayLike<number>, b0: number, b1: number): void {
     const { dim } = this.config;
-    const emb = this.weights.tokenEmbedding;
-    const x = this.s.x;
-    for (let i = b0; i < b1; i++) {
-      const src = tokens[i] * dim;
-      const dst = (i - b0) * dim;
-      for (let j = 0; j < dim; j++) x[dst + j] = emb[src + j];
-    }
+    for (let i = b0; i < b1; i++) readRow(this.weights.tokenEmbedding, tokens[i], this.s.x, (i - b0) * dim);
   }
 
   private attention(l: number, n: number, cache: KvCache): void {
     const c = this.config;
     const w = this.weights.layers[l];
     const s = this.s;
+    const { matmul, rmsnorm, rope, softmax, addInPlace } = this.kernels;
     const { k: kStore, v: vStore } = cache.layers[l];
     const qDim = c.nHeads * c.headDim;
     const kvDim = c.nKvHeads * c.headDim;
@@ -133,9 +139,9 @@ export class LlamaModel {
     const pos0 = kStore.length;
 
     rmsnorm(s.xb, s.x, w.attnNorm, n, c.dim, c.rmsEps);
-    matmul(s.q, s.xb, w.wq, n, c.dim, qDim);
-    matmul(s.k, s.xb, w.wk, n, c.dim, kvDim);
-    matmul(s.v, s.xb, w.wv, n, c.dim, kvDim);
+    matmul(s.q, s.xb, w.wq, n);
+    matmul(s.k, s.xb, w.wk, n);
+    matmul(s.v, s.xb, w.wv, n);
     this.observer?.(l, 'k', s.k, n);
     this.observer?.(l, 'v', s.v, n);
     rope(s.q, n, c.nHeads, c.headDim, pos0, this.invFreq, s.cos, s.sin);
@@ -160,7 +166,7 @@ export class LlamaModel {
         vStore.accumulate(h, s.att, 0, stride, group, seen, s.attnOut, qOff);
       }
     }
-    matmul(s.proj, s.attnOut, w.wo, n, qDim, c.dim);
+    matmul(s.proj, s.attnOut, w.wo, n);
     addInPlace(s.x, s.proj, n * c.dim);
   }
 
@@ -168,11 +174,12 @@ export class LlamaModel {
     const c = this.config;
     const w = this.weights.layers[l];
     const s = this.s;
+    const { matmul, rmsnorm, swiglu, addInPlace } = this.kernels;
     rmsnorm(s.xb, s.x, w.ffnNorm, n, c.dim, c.rmsEps);
-    matmul(s.gate, s.xb, w.wGate, n, c.dim, c.hiddenDim);
-    matmul(s.up, s.xb, w.wUp, n, c.dim, c.hiddenDim);
+    matmul(s.gate, s.xb, w.wGate, n);
+    matmul(s.up, s.xb, w.wUp, n);
     swiglu(s.gate, s.up, n * c.hiddenDim);
-    matmul(s.proj, s.gate, w.wDown, n, c.hiddenDim, c.dim);
+    matmul(s.proj, s.gate, w.wDown, n);
     addInPlace(s.x, s.proj, n * c.dim);
   }
 
@@ -180,18 +187,18 @@ export class LlamaModel {
   private classify(r0: number, count: number, outOffset: number): void {
     const c = this.config;
     const s = this.s;
-    rmsnorm(s.xb, s.x, this.weights.outputNorm, count, c.dim, c.rmsEps, r0 * c.dim);
-    matmul(this.logits, s.xb, this.weights.output, count, c.dim, c.vocabSize, 0, outOffset);
+    this.kernels.rmsnorm(s.xb, s.x, this.weights.outputNorm, count, c.dim, c.rmsEps, r0 * c.dim);
+    this.kernels.matmul(this.logits, s.xb, this.weights.output, count, 0, outOffset);
   }
 
   private ensureLogits(rows: number): void {
     const size = rows * this.config.vocabSize;
-    if (this.logits.length < size) this.logits = new Float32Array(size);
+    if (this.logits.length < size) this.logits = heapFloat32(size);
     if (this.logitsView.length !== size) this.logitsView = this.logits.subarray(0, size);
   }
 
   private ensureAtt(capacity: number): void {
     const size = (this.config.nHeads / this.config.nKvHeads) * capacity;
-    if (this.s.att.length < size) this.s.att = new Float32Array(size);
+    if (this.s.att.length < size) this.s.att = heapFloat32(size);
   }
 }

@@ -2,7 +2,9 @@ import { GgmlType } from '../formats/ggml-types.js';
 import { readGguf } from '../formats/gguf.js';
 import { copyMetadataEntry, writeGguf, type GgufTensorToWrite, type GgufTypedValue, type WritableTensorType } from '../formats/gguf-write.js';
 import type { SpmVocab } from '../tokenizer/types.js';
+import type { WeightMatrix } from '../kernels/weights.js';
 import type { LoadedModelFile } from './load.js';
+import { matrixValues } from './weight-memory.js';
 
 export const WEIGHT_TYPES = { f32: GgmlType.F32, f16: GgmlType.F16, bf16: GgmlType.BF16, q8_0: GgmlType.Q8_0 } as const;
 export type WeightTypeName = keyof typeof WEIGHT_TYPES;
@@ -25,7 +27,8 @@ export function writeModelGguf(src: LoadedModelFile, vocab: SpmVocab, out: strin
   const matrixType = WEIGHT_TYPES[type];
   const keptF16: string[] = [];
   const tensors: GgufTensorToWrite[] = [];
-  const add = (name: string, ne: number[], data: Float32Array): void => {
+  const add = (name: string, ne: number[], weights: Float32Array | WeightMatrix): void => {
+    const data = weights instanceof Float32Array ? weights : matrixValues(weights);
     let t: WritableTensorType = ne.length === 1 ? GgmlType.F32 : matrixType;
     if (t === GgmlType.Q8_0 && ne[0] % 32 !== 0) {
       t = GgmlType.F16;

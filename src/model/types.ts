@@ -1,3 +1,5 @@
+import type { WeightMatrix } from '../kernels/weights.js';
+
 /** Hyperparameters of a Llama-architecture decoder, whatever file format they came from. */
 export interface LlamaConfig {
   readonly arch: 'llama';
@@ -17,25 +19,25 @@ export interface LlamaConfig {
 }
 
 /**
- * Matrices are row-major [out][in] float32, the layout llama2.c and GGUF both store
- * (GGUF ne = [in, out]).
+ * Matrices are row-major [out][in] (rows = out), the layout llama2.c and GGUF both store
+ * (GGUF ne = [in, out]), kept in their stored type (f32, f16 or q8_0); norms are float32.
  */
 export interface LayerWeights {
   readonly attnNorm: Float32Array; // [dim]
-  readonly wq: Float32Array; // [nHeads*headDim][dim]
-  readonly wk: Float32Array; // [nKvHeads*headDim][dim]
-  readonly wv: Float32Array; // [nKvHeads*headDim][dim]
-  readonly wo: Float32Array; // [dim][nHeads*headDim]
+  readonly wq: WeightMatrix; // [nHeads*headDim][dim]
+  readonly wk: WeightMatrix; // [nKvHeads*headDim][dim]
+  readonly wv: WeightMatrix; // [nKvHeads*headDim][dim]
+  readonly wo: WeightMatrix; // [dim][nHeads*headDim]
   readonly ffnNorm: Float32Array; // [dim]
-  readonly wGate: Float32Array; // [hiddenDim][dim]  (llama2.c w1)
-  readonly wDown: Float32Array; // [dim][hiddenDim]  (llama2.c w2)
-  readonly wUp: Float32Array; // [hiddenDim][dim]    (llama2.c w3)
+  readonly wGate: WeightMatrix; // [hiddenDim][dim]  (llama2.c w1)
+  readonly wDown: WeightMatrix; // [dim][hiddenDim]  (llama2.c w2)
+  readonly wUp: WeightMatrix; // [hiddenDim][dim]    (llama2.c w3)
 }
 
 export interface LlamaWeights {
-  readonly tokenEmbedding: Float32Array; // [vocab][dim]
+  readonly tokenEmbedding: WeightMatrix; // [vocab][dim]
   readonly layers: readonly LayerWeights[];
   readonly outputNorm: Float32Array; // [dim]
-  /** [vocab][dim]; the same array as tokenEmbedding when the classifier is tied. */
-  readonly output: Float32Array;
+  /** [vocab][dim]; the same matrix as tokenEmbedding when the classifier is tied. */
+  readonly output: WeightMatrix;
 }

@@ -10,6 +10,7 @@ import { Rng } from '../../src/engine/rng.js';
 import { LlamaModel } from '../../src/model/llama.js';
 import type { LlamaConfig } from '../../src/model/types.js';
 import { kvRows, randn } from './codec-conformance.js';
+import { weightMatrix, type WeightMatrix } from '../../src/kernels/weights.js';
 
 export const N_KV = 2;
 export const CAL_ROWS = 2048;
@@ -41,18 +42,19 @@ export function randomModel(): LlamaModel {
   let seed = 100;
   const w = (n: number, scale: number): Float32Array => randn(n, seed++).map((x) => x * scale);
   const ones = (n: number): Float32Array => new Float32Array(n).fill(1);
+  const m = (rows: number, cols: number, scale: number): WeightMatrix => weightMatrix('f32', rows, cols, w(rows * cols, scale));
   const layers = Array.from({ length: c.nLayers }, () => ({
     attnNorm: ones(c.dim),
-    wq: w(32 * 32, 0.2),
-    wk: w(16 * 32, 0.2),
-    wv: w(16 * 32, 0.3),
-    wo: w(32 * 32, 0.2),
+    wq: m(32, 32, 0.2),
+    wk: m(16, 32, 0.2),
+    wv: m(16, 32, 0.3),
+    wo: m(32, 32, 0.2),
     ffnNorm: ones(c.dim),
-    wGate: w(64 * 32, 0.2),
-    wDown: w(32 * 64, 0.2),
-    wUp: w(64 * 32, 0.2),
+    wGate: m(64, 32, 0.2),
+    wDown: m(32, 64, 0.2),
+    wUp: m(64, 32, 0.2),
   }));
-  const emb = w(c.vocabSize * c.dim, 1);
+  const emb = m(c.vocabSize, c.dim, 1);
   return new LlamaModel(c, { tokenEmbedding: emb, layers, outputNorm: ones(c.dim), output: emb });
 }
 

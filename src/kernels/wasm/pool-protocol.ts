@@ -15,7 +15,9 @@ export const CTL = {
   align: 7, // part boundaries are multiples of this
   stop: 8,
   nargs: 9,
-  words: 10,
+  partArg: 10, // argument that grows by partStride per part (per-thread scratch), or −1
+  partStride: 11,
+  words: 12,
 } as const;
 
 export interface PoolShared {
@@ -36,6 +38,7 @@ export function runPart(fns: ReadonlyArray<(...a: number[]) => unknown>, ctl: In
   const a = Array.from(args.subarray(0, ctl[CTL.nargs]));
   a[ctl[CTL.lo]] = from;
   a[ctl[CTL.hi]] = to;
+  if (ctl[CTL.partArg] >= 0) a[ctl[CTL.partArg]] += p * ctl[CTL.partStride];
   fns[ctl[CTL.fn]](...a);
 }
 

@@ -17,6 +17,8 @@ export interface Split {
   readonly total: number;
   /** Part boundaries are multiples of this (e.g. 4 output rows, or 1 head). */
   readonly align?: number;
+  /** An argument (a scratch offset) that each part p receives as value + p·stride. */
+  readonly perPart?: { readonly arg: number; readonly stride: number };
 }
 
 export class KernelPool {
@@ -75,6 +77,8 @@ export class KernelPool {
     ctl[CTL.hi] = split.hi;
     ctl[CTL.total] = split.total;
     ctl[CTL.align] = align;
+    ctl[CTL.partArg] = split.perPart?.arg ?? -1;
+    ctl[CTL.partStride] = split.perPart?.stride ?? 0;
     Atomics.store(ctl, CTL.remaining, this.workers.length);
     Atomics.add(ctl, CTL.generation, 1);
     Atomics.notify(ctl, CTL.generation);

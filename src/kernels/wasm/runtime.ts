@@ -85,6 +85,12 @@ export class WasmHeap {
     return offset;
   }
 
+  /** Ties a block from alloc() to `owner`: it is freed when the owner is garbage-collected. */
+  adopt(offset: number, owner: object): void {
+    if (!this.sizes.has(offset)) throw new RangeError(`wasm heap: no block at ${offset}`);
+    this.registry.register(owner, offset, owner);
+  }
+
   /** Frees a block from alloc(); its views must not be used afterwards. */
   release(offset: number, owner?: object): void {
     const size = this.sizes.get(offset);

@@ -1,0 +1,73 @@
+// The kernels the forward pass runs on: the WASM SIMD kernels (threaded for the matmuls), or
+// their plain-TS twins (LOWKV_KERNELS=ref, and whatever does not fit wasm32's 4 GiB).
+import * as ref from '../kernels/ref/ops.js';
+import { matmulWeights as refMatmulWeights } from '../kernels/ref/weights.js';
+import { kernelPool, type KernelPool } from '../kernels/wasm/pool.js';
+import * as wasm from '../kernels/wasm/ops.js';
+import { wasmHeap } from '../kernels/wasm/runtime.js';
+import type { WeightMatrix } from '../kernels/weights.js';
+
+export interface Backend {
+  readonly name: string;
+  /** out[outOff + i·rows + o] = x_i · W_o for i < n (inDim = W.cols, outDim = W.rows). */
+  matmul(out: Float32Array, x: Float32Array, w: WeightMatrix, n: number, xOff?: number, outOff?: number): void;
+  rmsnorm: typeof ref.rmsnorm;
+  rope: typeof ref.rope;
+  softmax: typeof ref.softmax;
+  swiglu: typeof ref.swiglu;
+  addInPlace: typeof ref.addInPlace;
+}
+
+export const refBackend: Backend = {
+  name: 'ref',
+  matmul: (out, x, w, n, xOff = 0, outOff = 0) => (w.type === 'f32' ? ref.matmul(out, x, w.data as Float32Array, n, w.cols, w.rows, xOff, outOff) : refMatmulWeights(out, x, w, n, w.cols, w.rows, xOff, outOff)),
+  rmsnorm: ref.rmsnorm,
+  rope: ref.rope,
+  softmax: ref.softmax,
+  swiglu: ref.swiglu,
+  addInPlace: ref.addInPlace,
+};
+
+/** The WASM kernels, matmuls split by output rows over `threads` threads. */
+export function wasmBackend(threads = 1): Backend {
+  const heap = wasmHeap();
+  const k = wasm.opsKernels(heap);
+  const pool: KernelPool | undefined = threads > 1 ? kernelPool(threads) : undefined;
+  let scratch = { offset: 0, bytes: 0 };
+  const scratchFor = (bytes: number): number => {
+    if (scratch.bytes < bytes) {
+      if (scratch.bytes) heap.release(scratch.offset);
+      scratch = { offset: heap.alloc(bytes), bytes };
+    }
+    return scratch.offset;
+  };
+  const matmul = (out: Float32Array, x: Float32Array, w: WeightMatrix, n: number, xOff = 0, outOff = 0): void => {
+    // Heap-resident arguments run in place, split across threads; anything else takes the
+    // staging path of kernels/wasm/ops.ts (weights past 4 GiB: the plain-TS twin).
+    if (!heap.holds(w.data)) return refBackend.matmul(out, x, w, n, xOff, outOff);
+    if (!pool || !heap.holds(x) || !heap.holds(out)) return wasm.matmulWeights(out, x, w, n, w.cols, w.rows, xOff, outOff);
+    const [inDim, outDim] = [w.cols, w.rows];
+    const xp = x.byteOffset + xOff * 4;
+    const op = out.byteOffset + outOff * 4;
+    const wp = w.data.byteOffset;
+    const split = { lo: 6, hi: 7, total: outDim, align: 8 };
+    if (w.type === 'f32') pool.run('matmulF32', [op, outDim, xp, wp, n, inDim, 0, 0], split);
+    else if (w.type === 'f16') {
+      const per = k.f16ScratchBytes(inDim);
+      pool.run('matmulF16', [op, outDim, xp, wp, n, inDim, 0, 0, scratchFor(per * pool.threads)], { ...split, perPart: { arg: 8, stride: per } });
+    } else {
+      const q = scratchFor(k.q8ActivationBytes(n, inDim));
+      const bad = k.quantizeQ8Rows(q, xp, n, inDim);
+      if (bad) throw new RangeError(`matmul q8_0: ${bad} activation block(s) not representable in q8_0 (|x| too large, inf or NaN)`);
+      pool.run('matmulQ8', [op, outDim, q, wp, n, inDim, 0, 0], split);
+    }
+  };
+  return { name: threads > 1 ? `wasm ×${threads}` : 'wasm', matmul, rmsnorm: wasm.rmsnorm, rope: wasm.rope, softmax: wasm.softmax, swiglu: wasm.swiglu, addInPlace: wasm.addInPlace };
+}
+
+/** LOWKV_KERNELS=ref selects the plain-TS kernels; LOWKV_THREADS sets the thread count. */
+export function defaultBackend(threads?: number): Backend {
+  if (process.env.LOWKV_KERNELS === 'ref') return refBackend;
+  const t = threads ?? (process.env.LOWKV_THREADS ? Number(process.env.LOWKV_THREADS) : 1);
+  return wasmBackend(t);
+}
