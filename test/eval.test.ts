@@ -17,6 +17,8 @@ describe('method lists', () => {
       ['q8_0 / q4_0', { k: 'q8_0', v: 'q4_0' }],
     ]);
     expect(parseMethods('all')).toHaveLength(ALL_METHODS.length);
+    // Methods from `all` are skipped where a model does not allow them; named ones are errors.
+    expect(parseMethods('q4_0 all').map((m) => m.fromAll ?? false)).toEqual([false, ...ALL_METHODS.map(() => true)]);
     const withCalibrated = parseMethods('all', { calibrated: true });
     expect(withCalibrated).toHaveLength(ALL_METHODS.length + CALIBRATED_METHODS.length);
     expect(withCalibrated.slice(ALL_METHODS.length).map((m) => m.label)).toEqual(CALIBRATED_METHODS);

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // npm run bench:model -- --preset 42m|1b|hd128|tiny --type f32|f16 -o FILE [--seed N]
 
-import { statSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { totalmem } from 'node:os';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { formatBytes, intArg } from '../cli/common.js';
@@ -42,6 +43,7 @@ const program = new Command('bench:model')
     }
     process.stderr.write(`${flags.preset}: ${(params / 1e6).toFixed(1)} M parameters, ${flags.type} weights, seed ${flags.seed}\n`);
     const bar = progress('generating', config.nLayers + 1);
+    mkdirSync(dirname(flags.out), { recursive: true });
     const written = writeRandomModel(flags.out, {
       ...flags,
       onProgress: (done, total) => {

@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { calibrate, calibratedMethods, collectSamples } from '../kv/calibration.js';
-import { intArg, interruptSignal, openModel, readTextFile } from './common.js';
+import { intArg, interruptSignal, openModel, readTextFile, threadsOption } from './common.js';
 import { progress } from './progress.js';
 
 interface CalibrateFlags {
@@ -19,6 +19,7 @@ export function calibrateCommand(): Command {
   return new Command('calibrate')
     .description('learn what a calibrated KV method needs (codebooks, ranges) from a text file')
     .addOption(new Option('-m, --model <file>', 'GGUF or llama2.c checkpoint (default: $LOWKV_MODEL)'))
+    .addOption(threadsOption())
     .option('--tokenizer <file>', 'llama2.c tokenizer.bin')
     .requiredOption('-f, --file <text>', 'calibration text (keep it apart from evaluation text)')
     .requiredOption('--method <spec>', 'the method to calibrate, e.g. kvquant:3 or cq:4c8b')

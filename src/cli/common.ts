@@ -6,6 +6,7 @@ import type { KvPolicy } from '../kv/cache.js';
 import { readPolicyFile } from '../kv/policy.js';
 import { checkSpec } from '../kv/registry.js';
 import { loadModel, type Model } from '../engine/model.js';
+import { defaultThreads } from '../kernels/wasm/pool.js';
 
 /** The model that ships with the package (models/README.md). */
 export const DEFAULT_MODEL = resolve(dirname(fileURLToPath(import.meta.url)), '../../models/lowkv-tiny-hd64-f16.gguf');
@@ -61,6 +62,21 @@ export function policyLabel(p: KvPolicy): string {
 export interface ModelFlags {
   model?: string;
   tokenizer?: string;
+  threads?: number;
+}
+
+/** --threads: kernel threads; without it $LOWKV_THREADS, else every core. */
+export const threadsOption = (): Option => new Option('--threads <n>', 'kernel threads (default: $LOWKV_THREADS, else every core)').argParser(intArg('--threads', 1));
+
+function threadsFor(flags: ModelFlags): number {
+  if (flags.threads !== undefined) return flags.threads;
+  const env = process.env.LOWKV_THREADS;
+  if (env !== undefined) {
+    const n = Number(env);
+    if (!Number.isSafeInteger(n) || n < 1) throw new Error(`LOWKV_THREADS must be a positive integer (got "${env}")`);
+    return n;
+  }
+  return defaultThreads();
 }
 
 /** --model, else $LOWKV_MODEL, else the bundled default (when allowed). */
@@ -72,7 +88,7 @@ export function resolveModelPath(flags: ModelFlags, allowDefault: boolean): stri
 }
 
 export function openModel(flags: ModelFlags, allowDefault = false): Promise<Model> {
-  return loadModel(resolveModelPath(flags, allowDefault), { tokenizer: flags.tokenizer });
+  return loadModel(resolveModelPath(flags, allowDefault), { tokenizer: flags.tokenizer, threads: threadsFor(flags) });
 }
 
 /** A text file's contents, or an error naming the file and why it cannot be read. */

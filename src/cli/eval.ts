@@ -4,11 +4,12 @@ import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { calibrateMethods, needsCalibration } from '../eval/calibrate-methods.js';
 import { evaluate, type EvalRow } from '../eval/evaluate.js';
+import { CodecSpecError } from '../kv/codec.js';
 import { ALL_METHODS, CALIBRATED_METHODS, parseMethods } from '../eval/methods.js';
 import { passkey, type PasskeyRow } from '../eval/passkey.js';
 import { perLayerProfile, type PerLayerRow } from '../eval/per-layer.js';
 import { writeTradeoffPlots } from '../eval/plot.js';
-import { intArg, interruptSignal, openModel, readTextFile } from './common.js';
+import { intArg, interruptSignal, openModel, readTextFile, threadsOption } from './common.js';
 import { progress } from './progress.js';
 
 interface EvalFlags {
@@ -58,6 +59,7 @@ export function evalCommand(): Command {
   const cmd = new Command('eval')
     .description('compare KV methods on one model and text: bits/value, PPL, KL divergence to the f32 cache, top-1 agreement, time')
     .addOption(new Option('-m, --model <file>', 'GGUF or llama2.c checkpoint (default: $LOWKV_MODEL)'))
+    .addOption(threadsOption())
     .option('--tokenizer <file>', 'llama2.c tokenizer.bin')
     .option('-f, --file <text>', 'text to evaluate on')
     .option('--methods <list>', `methods separated by spaces or ';': SPEC, K|V, policy=FILE, or all (${ALL_METHODS.length} methods, ${ALL_METHODS.length + CALIBRATED_METHODS.length} with --calibrate)`, 'all')
@@ -98,8 +100,18 @@ export function evalCommand(): Command {
         bar.stop();
         if (signal.aborted) throw new Error('interrupted during calibration');
       }
-      // Build every cache once up front so a bad spec fails before minutes of work.
-      for (const m of methods) model.llama.newCache(1, m.policy);
+      // Build every cache once up front so a bad spec fails before minutes of work; methods from
+      // `all` that this model does not allow are left out with a note.
+      methods = methods.filter((m) => {
+        try {
+          model.llama.newCache(1, m.policy);
+          return true;
+        } catch (e) {
+          if (!m.fromAll || !(e instanceof CodecSpecError)) throw e;
+          process.stderr.write(`skipping ${m.label}: ${e.message}\n`);
+          return false;
+        }
+      });
       const tokens = model.tokenizer.encode(readTextFile(flags.file));
       const bos = model.tokenizer.addBos ? model.tokenizer.bos : undefined;
       const total = Math.min(Math.floor(tokens.length / flags.ctx), flags.chunks ?? Infinity);
@@ -164,6 +176,7 @@ function passkeyCommand(): Command {
   return new Command('passkey')
     .description('hide a number in filler text at several depths and ask for it back; accuracy per method')
     .addOption(new Option('-m, --model <file>', 'GGUF or llama2.c checkpoint (default: $LOWKV_MODEL)'))
+    .addOption(threadsOption())
     .option('--tokenizer <file>', 'llama2.c tokenizer.bin')
     .requiredOption('-c, --ctx <tokens>', 'prompt length to fill', intArg('--ctx', 32))
     .option('--methods <list>', "methods separated by spaces or ';' (SPEC, K|V, policy=FILE)", 'f32 f16 q8_0 q4_0')

@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { cacheOptions, formatBytes, intArg, interruptSignal, openModel, policyFromFlags, policyLabel, readTextFile } from './common.js';
+import { cacheOptions, formatBytes, intArg, interruptSignal, openModel, policyFromFlags, policyLabel, readTextFile, threadsOption } from './common.js';
 import { progress } from './progress.js';
 
 interface PplFlags {
@@ -18,6 +18,7 @@ export function pplCommand(): Command {
   const cmd = new Command('ppl')
     .description("perplexity of a text file, with llama.cpp's llama-perplexity convention")
     .addOption(new Option('-m, --model <file>', 'GGUF or llama2.c checkpoint (default: $LOWKV_MODEL)'))
+    .addOption(threadsOption())
     .option('--tokenizer <file>', 'llama2.c tokenizer.bin')
     .requiredOption('-f, --file <text>', 'text file to score')
     .option('-c, --ctx <tokens>', 'tokens per chunk', intArg('--ctx', 4), 512)

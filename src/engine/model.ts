@@ -12,6 +12,8 @@ export interface LoadModelOptions {
   readonly tokenizer?: string;
   /** Tokens per micro-batch when prompts are processed (default 512). */
   readonly maxBatch?: number;
+  /** Kernel threads (default: $LOWKV_THREADS, else 1). */
+  readonly threads?: number;
 }
 
 /** How a session's KV cache is stored: one codec spec for K and one for V, or a full policy. */
@@ -37,7 +39,7 @@ export class Model {
     readonly file: LoadedModelFile,
     opts: LoadModelOptions = {},
   ) {
-    this.llama = new LlamaModel(file.config, file.weights, { maxBatch: opts.maxBatch });
+    this.llama = new LlamaModel(file.config, file.weights, { maxBatch: opts.maxBatch, threads: opts.threads });
   }
 
   get config(): LlamaConfig {

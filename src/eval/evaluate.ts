@@ -8,6 +8,8 @@ import { ReferenceReader, ReferenceWriter, tokensHash } from './reference.js';
 export interface EvalMethod {
   readonly label: string;
   readonly policy: KvPolicy;
+  /** Came from `all`: skipped, not an error, where the model does not allow it (e.g. head_dim). */
+  readonly fromAll?: boolean;
 }
 
 export interface EvalRow {

@@ -30,7 +30,7 @@ export function parseMethods(list: string, opts: { readonly calibrated?: boolean
   const items = list.split(/[\s;]+/).filter(Boolean);
   if (items.length === 0) throw new CodecSpecError('no methods given (e.g. --methods "q8_0 q4_0 kivi:2 K|V policy=file.json", or all)');
   const all = opts.calibrated ? [...ALL_METHODS, ...CALIBRATED_METHODS] : ALL_METHODS;
-  return items.flatMap((item) => (item === 'all' ? all.map(method) : [method(item)]));
+  return items.flatMap((item) => (item === 'all' ? all.map((m) => ({ ...method(m), fromAll: true })) : [method(item)]));
 }
 
 function method(item: string): EvalMethod {

@@ -15,6 +15,6 @@ export interface CliResult {
 /** Runs the built CLI the way a user would, with LOWKV_MODEL cleared unless given. */
 export function lowkv(args: string[], env: Record<string, string> = {}): CliResult {
   const { LOWKV_MODEL: _, ...base } = process.env;
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...base, ...env }, timeout: 300_000 });
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { LOWKV_THREADS: '1', ...base, ...env }, timeout: 300_000 });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
