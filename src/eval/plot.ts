@@ -142,7 +142,9 @@ function labelWidth(text: string): number {
 /**
  * Greedy label placement in pixel space: for each point, try positions around
  * it (right first) and keep the one that stays inside the plot and overlaps
- * other labels, points and the frontier line the least.
+ * other labels, points and the frontier line the least. Frontier points are
+ * placed first and always labelled; a dominated point whose best spot still
+ * covers another label loses its label (the table and the SVG tooltip name it).
  */
 function placeLabels(data: Datum[], px: (d: Datum) => [number, number], lines: Box[]): void {
   const r = Math.sqrt(POINT_SIZE / Math.PI) + 4;
@@ -165,7 +167,8 @@ function placeLabels(data: Datum[], px: (d: Datum) => [number, number], lines: B
   const order = data.map((_, i) => i);
   const crowd = (i: number) =>
     pts.reduce((n, [x, y]) => n + (Math.hypot(x - pts[i][0], y - pts[i][1]) < 80 ? 1 : 0), 0);
-  order.sort((a, b) => crowd(b) - crowd(a) || a - b);
+  const onFront = (i: number) => (data[i].frontier === FRONTIER ? 0 : 1);
+  order.sort((a, b) => onFront(a) - onFront(b) || crowd(b) - crowd(a) || a - b);
   for (const i of order) {
     const [x, y] = pts[i];
     const w = labelWidth(data[i].text);
@@ -187,10 +190,14 @@ function placeLabels(data: Datum[], px: (d: Datum) => [number, number], lines: B
       for (const b of lines) cost += overlapArea(box, b) * 4;
       if (!best || cost < best.cost) best = { c, box, cost };
     });
-    if (best) {
-      Object.assign(data[i], best.c);
-      placed.push(best.box);
+    if (!best) continue;
+    const covered = placed.reduce((sum, b) => sum + overlapArea(best!.box, b), 0);
+    if (onFront(i) === 1 && covered > 0.1 * w * h) {
+      data[i].text = '';
+      continue;
     }
+    Object.assign(data[i], best.c);
+    placed.push(best.box);
   }
 }
 
