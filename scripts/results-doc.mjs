@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 // Assembles docs/results.md from `lowkv eval` runs: one section per (model, text) with the
-// table, the two trade-off plots and the command that reproduced it.
+// table, the two trade-off plots (drawn again from results.json, so every plot has the current
+// style) and the command that reproduced it. Needs `npm run build`.
 //   node scripts/results-doc.mjs [--runs out/results] [--out docs]
 // Each run is out/results/<name>/results.json written by the command in RUNS below.
-import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { writeTradeoffPlots } from '../dist/eval/plot.js';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: 'out/results' }, out: { type: 'string', default: 'docs' } } });
 
@@ -29,7 +31,7 @@ export function command({ name, args: [model, text, chunks] }) {
 const fmt = {
   bits: (x) => x.toFixed(3),
   ppl: (x) => x.toFixed(4),
-  pct: (x) => (x >= 0 ? '+' : '') + x.toFixed(2),
+  pct: (x) => (x >= 0 ? '+' : '') + x.toFixed(3),
   kld: (x) => (x === 0 ? '0' : x.toExponential(3)),
   top1: (x) => x.toFixed(2),
 };
@@ -52,14 +54,15 @@ for (const run of RUNS) {
     continue;
   }
   const json = JSON.parse(readFileSync(file, 'utf8'));
+  const plotDir = join(values.out, 'results', run.name);
+  const methods = json.rows.slice(1).map((r) => ({ label: r.label, bitsPerValue: r.bits, dPplPct: r.dPplPct, kld: r.kld }));
+  await writeTradeoffPlots(methods, plotDir, { title: `${run.model}, ${run.text}, ctx ${json.ctx}, ${json.chunks} chunks` });
   const plots = [];
   for (const kind of ['ppl', 'kld']) {
-    for (const ext of ['png', 'svg']) {
-      const src = join(dir, `tradeoff-${kind}.${ext}`);
-      if (existsSync(src)) copyFileSync(src, join(values.out, 'results', `${run.name}-tradeoff-${kind}.${ext}`));
-    }
+    for (const ext of ['png', 'svg']) renameSync(join(plotDir, `tradeoff-${kind}.${ext}`), join(values.out, 'results', `${run.name}-tradeoff-${kind}.${ext}`));
     plots.push(`![${run.model}, ${run.text}: bits/value vs ${kind === 'ppl' ? 'ΔPPL %' : 'KLD'}](results/${run.name}-tradeoff-${kind}.png)`);
   }
+  rmSync(plotDir, { recursive: true, force: true });
   const seconds = json.rows.reduce((s, r) => s + r.seconds, 0);
   sections.push(
     [

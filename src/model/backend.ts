@@ -45,7 +45,9 @@ export function wasmBackend(threads = 1): Backend {
     // Heap-resident arguments run in place, split across threads; anything else takes the
     // staging path of kernels/wasm/ops.ts (weights past 4 GiB: the plain-TS twin).
     if (!heap.holds(w.data)) return refBackend.matmul(out, x, w, n, xOff, outOff);
-    if (!pool || !heap.holds(x) || !heap.holds(out)) return wasm.matmulWeights(out, x, w, n, w.cols, w.rows, xOff, outOff);
+    // Below ~256k multiply-adds a job is done before another thread wakes up.
+    const small = n * w.cols * w.rows < 1 << 18;
+    if (!pool || small || !heap.holds(x) || !heap.holds(out)) return wasm.matmulWeights(out, x, w, n, w.cols, w.rows, xOff, outOff);
     const [inDim, outDim] = [w.cols, w.rows];
     const xp = x.byteOffset + xOff * 4;
     const op = out.byteOffset + outOff * 4;
