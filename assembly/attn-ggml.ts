@@ -50,7 +50,7 @@ const IQ4NL = memory.data<i8>([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 
  * One token's head: the 32·nb levels (int8, padding 0) to lv, d and m (0 without a minimum) to
  * dm[2b], dm[2b + 1].
  */
-function unpackHead(type: i32, at: usize, nFull: i32, tail: i32, lv: usize, dm: usize): void {
+@inline function unpackHead(type: i32, at: usize, nFull: i32, tail: i32, lv: usize, dm: usize): void {
   const bb = <usize>blockBytes(type);
   const lo4 = i8x16.splat(0x0f);
   for (let b = 0; b < nFull; b++) {
@@ -143,7 +143,7 @@ function unpackHead(type: i32, at: usize, nFull: i32, tail: i32, lv: usize, dm: 
  * ggml's vec_dot of one unpacked key head (levels kl, d/m pairs kdm) with one converted query
  * (levels ql, d qd[b], s qs[b]) over nb blocks: laneDot in src/numeric/ggml-blocks.ts.
  */
-function laneDot(type: i32, nb: i32, kl: usize, kdm: usize, ql: usize, qd: usize, qs: usize): f32 {
+@inline function laneDot(type: i32, nb: i32, kl: usize, kdm: usize, ql: usize, qd: usize, qs: usize): f32 {
   let a0 = f64x2.splat(0);
   let a1 = f64x2.splat(0);
   let a2 = f64x2.splat(0);
@@ -187,8 +187,22 @@ function laneDot(type: i32, nb: i32, kl: usize, kdm: usize, ql: usize, qd: usize
     }
     return sumf;
   }
-  let summs: f32 = 0;
-  for (let ib = 0; ib < nb; ib++) {
+  // Block 0 lands on zero lanes: fmaf(d, p, 0) is the float32 product (p is exact in float32),
+  // plus +0 so that a −0 product becomes +0 as in fmaf.
+  const d0 = load<f32>(kdm) * load<f32>(qd);
+  const zero = f32x4.splat(0);
+  const f0 = f32x4.add(f32x4.mul(f32x4.splat(d0), f32x4.convert_i32x4_s(lanes4(v128.load(kl), v128.load(ql)))), zero);
+  const f1 = f32x4.add(f32x4.mul(f32x4.splat(d0), f32x4.convert_i32x4_s(lanes4(v128.load(kl, 16), v128.load(ql, 16)))), zero);
+  let summs: f32 = load<f32>(kdm, 4) * load<f32>(qs);
+  if (nb == 1) {
+    const a = f32x4.add(f0, f1);
+    return (f32x4.extract_lane(a, 0) + f32x4.extract_lane(a, 2)) + (f32x4.extract_lane(a, 1) + f32x4.extract_lane(a, 3)) + summs;
+  }
+  a0 = f64x2.promote_low_f32x4(f0);
+  a1 = f64x2.promote_low_f32x4(f32x4.shuffle(f0, f0, 2, 3, 0, 1));
+  a2 = f64x2.promote_low_f32x4(f1);
+  a3 = f64x2.promote_low_f32x4(f32x4.shuffle(f1, f1, 2, 3, 0, 1));
+  for (let ib = 1; ib < nb; ib++) {
     const o = <usize>ib << 5;
     const d = f64x2.splat(<f64>(load<f32>(kdm + (<usize>ib << 3)) * load<f32>(qd + (<usize>ib << 2))));
     const p0 = lanes4(v128.load(kl + o), v128.load(ql + o));
@@ -261,6 +275,30 @@ export function ggmlScores(
   outStride: i32,
   scratch: usize,
 ): void {
+  // One copy of the loop per type, so each is compiled with its type constant.
+  if (type == 0) scoresOf(0, k, rowBytes, nTokens, nFull, tail, ql, qd, qs, nq, out, outStride, scratch);
+  else if (type == 1) scoresOf(1, k, rowBytes, nTokens, nFull, tail, ql, qd, qs, nq, out, outStride, scratch);
+  else if (type == 2) scoresOf(2, k, rowBytes, nTokens, nFull, tail, ql, qd, qs, nq, out, outStride, scratch);
+  else if (type == 3) scoresOf(3, k, rowBytes, nTokens, nFull, tail, ql, qd, qs, nq, out, outStride, scratch);
+  else if (type == 4) scoresOf(4, k, rowBytes, nTokens, nFull, tail, ql, qd, qs, nq, out, outStride, scratch);
+  else scoresOf(5, k, rowBytes, nTokens, nFull, tail, ql, qd, qs, nq, out, outStride, scratch);
+}
+
+@inline function scoresOf(
+  type: i32,
+  k: usize,
+  rowBytes: usize,
+  nTokens: i32,
+  nFull: i32,
+  tail: i32,
+  ql: usize,
+  qd: usize,
+  qs: usize,
+  nq: i32,
+  out: usize,
+  outStride: i32,
+  scratch: usize,
+): void {
   const nb = nFull + (tail > 0 ? 1 : 0);
   const kdm = scratch + (<usize>nb << 5);
   for (let t = 0; t < nTokens; t++) {
@@ -278,6 +316,16 @@ export function ggmlScores(
  * level·d, plus m for the _1 types). lv/dm: unpackHead scratch.
  */
 function dequantRows(type: i32, at: usize, rowBytes: usize, n: i32, nFull: i32, tail: i32, headDim: i32, dst: usize, lv: usize, dm: usize): void {
+  // One copy of the loop per type, so each is compiled with its type constant.
+  if (type == 0) dequantRowsOf(0, at, rowBytes, n, nFull, tail, headDim, dst, lv, dm);
+  else if (type == 1) dequantRowsOf(1, at, rowBytes, n, nFull, tail, headDim, dst, lv, dm);
+  else if (type == 2) dequantRowsOf(2, at, rowBytes, n, nFull, tail, headDim, dst, lv, dm);
+  else if (type == 3) dequantRowsOf(3, at, rowBytes, n, nFull, tail, headDim, dst, lv, dm);
+  else if (type == 4) dequantRowsOf(4, at, rowBytes, n, nFull, tail, headDim, dst, lv, dm);
+  else dequantRowsOf(5, at, rowBytes, n, nFull, tail, headDim, dst, lv, dm);
+}
+
+@inline function dequantRowsOf(type: i32, at: usize, rowBytes: usize, n: i32, nFull: i32, tail: i32, headDim: i32, dst: usize, lv: usize, dm: usize): void {
   const nb = nFull + (tail > 0 ? 1 : 0);
   const withMin = type == 2 || type == 4;
   for (let t = 0; t < n; t++) {

@@ -1,9 +1,9 @@
 // Decode attention over uniform integer codes (rtn, kivi: src/kv/codecs/int-quant.ts; plain-TS
-// twin of intScoresI8 in src/kv/codecs/ref/int-query.ts).
+// twins in src/kv/codecs/ref/int-products.ts).
 //
-// Storage: B-bit codes packed LSB-first in token-major order (code of token t, channel c at index
-// t·width + c), fp16 scales and zero points. A layout descriptor (int32 fields, see D_*) written
-// once by the codec says where they are and how channels and tokens are grouped.
+// Storage: B-bit codes packed LSB-first, head by head (see D_*), fp16 scales and zero points. A
+// layout descriptor (int32 fields) written once by the codec says where they are and how channels
+// and tokens are grouped.
 //
 // scores, default: the query is quantized to int8 per group (absmax/127, round half to even) and
 // multiplied with the unpacked codes in integer arithmetic (i32x4.dot_i16x8_s: ext-mul plus
@@ -11,25 +11,30 @@
 //   per-token groups   q·k̂ = Σ_g s_g·(d_g·Σ_c l_c·code_c) + z_g·Σ_c q_c
 //   per-channel groups q·k̂ = Σ_c (q_c·s_c)·code_c + Σ_c q_c·z_c, with q⊙s quantized per group of
 //                      QG channels, once per group of G tokens.
-// Symmetric codes use code − offset and no zero term. Float operations run in a fixed order that
-// the twin repeats, so the two agree bit for bit.
-// scores with dot=f32 and accumulate decode rows to float32 (code·s + z) and use attn-fp's tiles.
-import { accumulateTile, f16, scoreTile, TILE } from './attn-fp';
+// Symmetric codes use code − offset and no zero term.
+// accumulate, default (per-token groups): the weights a_t = p_t·s_t of a tile of tokens are
+// quantized to int16 per group (σ = max|a|/32767) and Σ_t ai_t·code_t summed in integers
+// (i32x4.dot_i16x8_s over token pairs), added as σ·Σ per tile; Σ_t p_t·z_t once at the end.
+// With dot=f32 (and for per-channel groups) the weights stay float32: scores decode rows to
+// float32 (code·s + z) for attn-fp's tiles, accumulate adds (p·s)·code, or p·v̂ per channel.
+// Float operations run in a fixed order that the twins repeat, so the two agree bit for bit.
+import { accumulateTile, f16, f16x4, scoreTile, TILE } from './attn-fp';
 
-// Descriptor fields (int32 index).
+// Descriptor fields (int32 index). Storage is head-major: the code of token t, value d of head h
+// has index h·headCodes + t·headDim + d; per-token group g of token t in head h has its scale at
+// h·headScales + t·tokenScales + g, per-channel token group j at h·headScales + j·tokenScales + d.
 const D_CODES = 0;
 const D_SCALES = 1;
 const D_ZEROS = 2; // 0: symmetric, no zero points
 const D_BITS = 3;
-const D_WIDTH = 4;
-const D_HEAD_DIM = 5;
-const D_OFFSET = 6; // symmetric: the code of 0
-const D_AXIS = 7; // 0: per-token groups, 1: per-channel groups
-const D_GPR = 8; // per-token: scale groups per row
-const D_PER_HEAD = 9; // per-token: groups covering one head
+const D_HEAD_DIM = 4;
+const D_OFFSET = 5; // symmetric: the code of 0
+const D_AXIS = 6; // 0: per-token groups, 1: per-channel groups
+const D_HEAD_CODES = 7;
+const D_HEAD_SCALES = 8;
+const D_TOKEN_SCALES = 9;
 const D_SPAN = 10; // per-token: channels per group within a head; per-channel: query group QG
 const D_G = 11; // per-channel: tokens per group
-const D_WHOLE = 12; // per-token: one group over the whole row (all heads)
 
 @inline function field(desc: usize, i: i32): i32 {
   return load<i32>(desc + (<usize>i << 2));
@@ -120,6 +125,87 @@ function permuteLevels(src: usize, hd: i32, bits: i32, dst: usize): void {
     for (let c = 0; c < hd; c++) store<i8>(dst + <usize>((c & ~31) + ((c & 1) << 4) + ((c & 31) >> 1)), <i8>load<i16>(src + (<usize>c << 1)));
   } else {
     for (let c = 0; c < hd; c++) store<i8>(dst + <usize>((c & ~63) + ((c & 3) << 4) + ((c & 63) >> 2)), <i8>load<i16>(src + (<usize>c << 1)));
+  }
+}
+
+/**
+ * The folded query qf[c] = q[c]·s[c] (fp16 scales at sRow) and its zero term Σ_c q[c]·z[c]
+ * (zRow 0: none), summed in four lanes by c mod 4 and returned as (l0 + l1) + (l2 + l3).
+ */
+function foldQuery(q: usize, sRow: usize, zRow: usize, hd: i32, qf: usize): f32 {
+  let lanes = f32x4.splat(0);
+  let c = 0;
+  for (; c + 4 <= hd; c += 4) {
+    const x = v128.load(q + (<usize>c << 2));
+    v128.store(qf + (<usize>c << 2), f32x4.mul(x, f16x4(sRow + (<usize>c << 1))));
+    if (zRow) lanes = f32x4.add(lanes, f32x4.mul(x, f16x4(zRow + (<usize>c << 1))));
+  }
+  let l0 = f32x4.extract_lane(lanes, 0);
+  let l1 = f32x4.extract_lane(lanes, 1);
+  let l2 = f32x4.extract_lane(lanes, 2);
+  for (; c < hd; c++) {
+    const x = load<f32>(q + (<usize>c << 2));
+    store<f32>(qf + (<usize>c << 2), x * f16(load<u16>(sRow + (<usize>c << 1))));
+    if (zRow) {
+      const p = x * f16(load<u16>(zRow + (<usize>c << 1)));
+      // hd mod 4 ≤ 3 leftovers: lanes 0, 1, 2.
+      if ((c & 3) == 0) l0 += p;
+      else if ((c & 3) == 1) l1 += p;
+      else l2 += p;
+    }
+  }
+  return (l0 + l1) + (l2 + f32x4.extract_lane(lanes, 3));
+}
+
+/** quantizeGroup of 32 values in SIMD (the same levels and d). */
+function quantize32(x: usize, dst: usize): f32 {
+  let m = f32x4.abs(v128.load(x));
+  for (let j = 16; j < 128; j += 16) m = f32x4.max(m, f32x4.abs(v128.load(x + <usize>j)));
+  const amax = max(max(f32x4.extract_lane(m, 0), f32x4.extract_lane(m, 1)), max(f32x4.extract_lane(m, 2), f32x4.extract_lane(m, 3)));
+  const id = f32x4.splat(amax != 0 ? <f32>127 / amax : 0);
+  for (let j = 0; j < 32; j += 8) {
+    const a = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(x + (<usize>j << 2)), id)));
+    const b = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(x + (<usize>j << 2), 16), id)));
+    v128.store(dst + (<usize>j << 1), i16x8.narrow_i32x4_s(a, b));
+  }
+  return amax / 127;
+}
+
+/** permuteLevels in SIMD (hd a multiple of 32 at 4 bits, of 64 at 2 bits). */
+function permuteLevelsSimd(src: usize, hd: i32, bits: i32, dst: usize): void {
+  if (bits == 4) {
+    for (let c = 0; c < hd; c += 32) {
+      const s = src + (<usize>c << 1);
+      const n0 = i8x16.narrow_i16x8_s(v128.load(s), v128.load(s, 16));
+      const n1 = i8x16.narrow_i16x8_s(v128.load(s, 32), v128.load(s, 48));
+      v128.store(dst + <usize>c, i8x16.shuffle(n0, n1, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30));
+      v128.store(dst + <usize>c, i8x16.shuffle(n0, n1, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31), 16);
+    }
+    return;
+  }
+  for (let c = 0; c < hd; c += 64) {
+    const s = src + (<usize>c << 1);
+    const n0 = i8x16.narrow_i16x8_s(v128.load(s), v128.load(s, 16));
+    const n1 = i8x16.narrow_i16x8_s(v128.load(s, 32), v128.load(s, 48));
+    const n2 = i8x16.narrow_i16x8_s(v128.load(s, 64), v128.load(s, 80));
+    const n3 = i8x16.narrow_i16x8_s(v128.load(s, 96), v128.load(s, 112));
+    const d = dst + <usize>c;
+    v128.store(d, i8x16.shuffle(
+      i8x16.shuffle(n0, n1, 0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0),
+      i8x16.shuffle(n2, n3, 0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0),
+      0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23));
+    v128.store(d, i8x16.shuffle(
+      i8x16.shuffle(n0, n1, 1, 5, 9, 13, 17, 21, 25, 29, 0, 0, 0, 0, 0, 0, 0, 0),
+      i8x16.shuffle(n2, n3, 1, 5, 9, 13, 17, 21, 25, 29, 0, 0, 0, 0, 0, 0, 0, 0),
+      0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23), 16);
+    v128.store(d, i8x16.shuffle(
+      i8x16.shuffle(n0, n1, 2, 6, 10, 14, 18, 22, 26, 30, 0, 0, 0, 0, 0, 0, 0, 0),
+      i8x16.shuffle(n2, n3, 2, 6, 10, 14, 18, 22, 26, 30, 0, 0, 0, 0, 0, 0, 0, 0),
+      0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23), 32);
+    v128.store(d, i8x16.shuffle(
+      i8x16.shuffle(n0, n1, 3, 7, 11, 15, 19, 23, 27, 31, 0, 0, 0, 0, 0, 0, 0, 0),
+      i8x16.shuffle(n2, n3, 3, 7, 11, 15, 19, 23, 27, 31, 0, 0, 0, 0, 0, 0, 0, 0),
+      0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23), 48);
   }
 }
 
@@ -232,13 +318,14 @@ export function intScoresI8(desc: usize, head: i32, nTokens: i32, q: usize, nq: 
   const scales = <usize>field(desc, D_SCALES);
   const zeros = <usize>field(desc, D_ZEROS);
   const bits = field(desc, D_BITS);
-  const width = field(desc, D_WIDTH);
   const hd = field(desc, D_HEAD_DIM);
   const off = field(desc, D_OFFSET);
   const span = field(desc, D_SPAN);
   const perToken = field(desc, D_AXIS) == 0;
   const G = field(desc, D_G);
-  const c0 = head * hd;
+  const code0 = <u64>head * <u64>field(desc, D_HEAD_CODES);
+  const scale0 = <usize>(head * field(desc, D_HEAD_SCALES));
+  const tokenScales = field(desc, D_TOKEN_SCALES);
   const nG = (hd + span - 1) / span;
   const fast = ((bits == 4 && hd % 32 == 0) || (bits == 2 && hd % 64 == 0)) && span % 32 == 0 && hd % span == 0 && (perToken || G % 4 == 0);
   // Scratch: the unpacked row, the query levels (natural and permuted), one d and one Σq or
@@ -254,12 +341,10 @@ export function intScoresI8(desc: usize, head: i32, nTokens: i32, q: usize, nq: 
   const Z4 = S4 + (<usize>nG << 4);
   // Symmetric codes on the fast path: Σ l·(code − off) = Σ l·code − off·Σ l, per query and group.
   const LS = Z4 + (<usize>nG << 4);
-  const rowBits = <u64>width * <u64>bits;
-  const headBit = <u64>c0 * <u64>bits;
+  const tokenBits = <u64>hd * <u64>bits;
+  const headBit = code0 * <u64>bits;
 
   if (perToken) {
-    const gpr = field(desc, D_GPR);
-    const k0 = field(desc, D_WHOLE) ? 0 : head * field(desc, D_PER_HEAD);
     for (let i = 0; i < nq; i++) {
       const qi = q + ((<usize>i * <usize>hd) << 2);
       for (let g = 0; g < nG; g++) {
@@ -278,9 +363,9 @@ export function intScoresI8(desc: usize, head: i32, nTokens: i32, q: usize, nq: 
     }
     let t = 0;
     if (fast) {
-      const sStride = <usize>gpr << 1;
+      const sStride = <usize>tokenScales << 1;
       for (; t + 4 <= nTokens; t += 4) {
-        const sk = scales + (<usize>(t * gpr + k0) << 1);
+        const sk = scales + ((scale0 + <usize>t * <usize>tokenScales) << 1);
         for (let g = 0; g < nG; g++) {
           v128.store(S4 + (<usize>g << 4), gatherF16(sk + (<usize>g << 1), sStride));
           if (zeros) v128.store(Z4 + (<usize>g << 4), gatherF16(zeros + (sk - scales) + (<usize>g << 1), sStride));
@@ -288,7 +373,7 @@ export function intScoresI8(desc: usize, head: i32, nTokens: i32, q: usize, nq: 
         for (let i = 0; i < nq; i++) {
           const qpi = qp + <usize>(i * hd);
           for (let j = 0; j < 4; j++) {
-            const p = codes + <usize>((<u64>(t + j) * rowBits + headBit) >> 3);
+            const p = codes + <usize>((<u64>(t + j) * tokenBits + headBit) >> 3);
             partials(p, bits, hd, span, qpi, P + (<usize>(j * nG) << 4));
           }
           let acc = f32x4.splat(0);
@@ -307,8 +392,8 @@ export function intScoresI8(desc: usize, head: i32, nTokens: i32, q: usize, nq: 
       }
     }
     for (; t < nTokens; t++) {
-      unpackCodes(codes, bits, <u64>t * <u64>width + <u64>c0, hd, off, row);
-      const sk = <usize>(t * gpr + k0) << 1;
+      unpackCodes(codes, bits, code0 + <u64>t * <u64>hd, hd, off, row);
+      const sk = (scale0 + <usize>t * <usize>tokenScales) << 1;
       for (let i = 0; i < nq; i++) {
         let acc: f32 = 0;
         for (let g = 0; g < nG; g++) {
@@ -326,24 +411,23 @@ export function intScoresI8(desc: usize, head: i32, nTokens: i32, q: usize, nq: 
   }
 
   for (let t0 = 0; t0 < nTokens; t0 += G) {
-    const sRow = scales + ((<usize>(t0 / G) * <usize>width + <usize>c0) << 1);
-    const zRow = zeros ? zeros + ((<usize>(t0 / G) * <usize>width + <usize>c0) << 1) : 0;
+    const sOff = (scale0 + <usize>(t0 / G) * <usize>tokenScales) << 1;
+    const sRow = scales + sOff;
+    const zRow = zeros ? zeros + sOff : 0;
     for (let i = 0; i < nq; i++) {
       const qi = q + ((<usize>i * <usize>hd) << 2);
-      let z: f32 = 0;
-      for (let c = 0; c < hd; c++) {
-        const x = load<f32>(qi + (<usize>c << 2));
-        store<f32>(qf + (<usize>c << 2), x * f16(load<u16>(sRow + (<usize>c << 1))));
-        if (zRow) z += x * f16(load<u16>(zRow + (<usize>c << 1)));
-      }
-      store<f32>(qz + (<usize>i << 2), z);
-      for (let g = 0; g < nG; g++) {
-        const a = g * span;
-        store<f32>(qd + (<usize>(i * nG + g) << 2), quantizeGroup(qf + (<usize>a << 2), min(span, hd - a), ql + (<usize>(i * hd + a) << 1)));
-      }
+      store<f32>(qz + (<usize>i << 2), foldQuery(qi, sRow, zRow, hd, qf));
+      const qli = ql + ((<usize>(i * hd)) << 1);
       if (fast) {
-        permuteLevels(ql + ((<usize>(i * hd)) << 1), hd, bits, qp + <usize>(i * hd));
-        levelSums(ql + ((<usize>(i * hd)) << 1), hd, span, off, LS + (<usize>(i * nG) << 2));
+        for (let g = 0; g < nG; g++) store<f32>(qd + (<usize>(i * nG + g) << 2), quantize32(qf + (<usize>(g * 32) << 2), qli + (<usize>(g * 32) << 1)));
+        permuteLevelsSimd(qli, hd, bits, qp + <usize>(i * hd));
+        if (off != 0) levelSums(qli, hd, span, off, LS + (<usize>(i * nG) << 2));
+        else memory.fill(LS + (<usize>(i * nG) << 2), 0, <usize>nG << 2);
+      } else {
+        for (let g = 0; g < nG; g++) {
+          const a = g * span;
+          store<f32>(qd + (<usize>(i * nG + g) << 2), quantizeGroup(qf + (<usize>a << 2), min(span, hd - a), qli + (<usize>a << 1)));
+        }
       }
     }
     const t1 = min(t0 + G, nTokens);
@@ -353,7 +437,7 @@ export function intScoresI8(desc: usize, head: i32, nTokens: i32, q: usize, nq: 
         for (let i = 0; i < nq; i++) {
           const qpi = qp + <usize>(i * hd);
           for (let j = 0; j < 4; j++) {
-            const p = codes + <usize>((<u64>(t + j) * rowBits + headBit) >> 3);
+            const p = codes + <usize>((<u64>(t + j) * tokenBits + headBit) >> 3);
             partials(p, bits, hd, span, qpi, P + (<usize>(j * nG) << 4));
           }
           let acc = v128.load_splat<f32>(qz + (<usize>i << 2));
@@ -371,7 +455,7 @@ export function intScoresI8(desc: usize, head: i32, nTokens: i32, q: usize, nq: 
       }
     }
     for (; t < t1; t++) {
-      unpackCodes(codes, bits, <u64>t * <u64>width + <u64>c0, hd, off, row);
+      unpackCodes(codes, bits, code0 + <u64>t * <u64>hd, hd, off, row);
       for (let i = 0; i < nq; i++) {
         let acc = load<f32>(qz + (<usize>i << 2));
         for (let g = 0; g < nG; g++) {
@@ -392,9 +476,10 @@ export function intScratchBytes(headDim: i32, nq: i32): i32 {
   // level sums 4 per query and group.
   const i8 = align16((hd + 8) << 1) + align16((<usize>nq * hd) << 1) + align16(<usize>nq * hd) + ((<usize>nq * hd) << 3) + (hd << 2) + 16 + hd * 96 + ((<usize>nq * hd) << 2);
   // intAccumulate: the tile, then s, z and p·s per tile row and group (≤ hd groups), Σ p·z per
-  // query and group.
+  // query and group; its int16-weight path TILE int16 rows, a and ai per token, Σ p·z.
   const f32 = align16((hd + 8) << 1) + ((<usize>TILE * hd) << 2) + (hd << 3) + ((<usize>TILE * hd) << 2) * 3 + ((<usize>nq * hd) << 2);
-  return <i32>(max(i8, f32) + 64);
+  const i16 = <usize>TILE * align16((hd + 8) << 1) + <usize>TILE * 8 + ((<usize>nq * hd) << 2);
+  return <i32>(max(max(i8, f32), i16) + 64);
 }
 
 /**
@@ -406,24 +491,23 @@ function decodeRows(desc: usize, head: i32, t0: i32, n: i32, dst: usize, row: us
   const scales = <usize>field(desc, D_SCALES);
   const zeros = <usize>field(desc, D_ZEROS);
   const bits = field(desc, D_BITS);
-  const width = field(desc, D_WIDTH);
   const hd = field(desc, D_HEAD_DIM);
   const off = field(desc, D_OFFSET);
-  const c0 = head * hd;
   const perToken = field(desc, D_AXIS) == 0;
   const span = perToken ? field(desc, D_SPAN) : hd;
   const nG = (hd + span - 1) / span;
-  const gpr = field(desc, D_GPR);
-  const k0 = field(desc, D_WHOLE) ? 0 : head * field(desc, D_PER_HEAD);
+  const code0 = <u64>head * <u64>field(desc, D_HEAD_CODES);
+  const scale0 = <usize>(head * field(desc, D_HEAD_SCALES));
+  const tokenScales = <usize>field(desc, D_TOKEN_SCALES);
   const G = field(desc, D_G);
   const zs = sz + (<usize>hd << 2);
   let loaded = -1;
   for (let r = 0; r < n; r++) {
     const t = t0 + r;
-    unpackCodes(codes, bits, <u64>t * <u64>width + <u64>c0, hd, off, row);
+    unpackCodes(codes, bits, code0 + <u64>t * <u64>hd, hd, off, row);
     const o = dst + ((<usize>r * <usize>hd) << 2);
     if (perToken) {
-      const sk = <usize>(t * gpr + k0) << 1;
+      const sk = (scale0 + <usize>t * tokenScales) << 1;
       for (let g = 0; g < nG; g++) {
         const a = g * span;
         const b = min(a + span, hd);
@@ -444,7 +528,7 @@ function decodeRows(desc: usize, head: i32, t0: i32, n: i32, dst: usize, row: us
     } else {
       const j = t / G;
       if (j != loaded) {
-        const base = (<usize>j * <usize>width + <usize>c0) << 1;
+        const base = (scale0 + <usize>j * tokenScales) << 1;
         for (let c = 0; c < hd; c++) {
           store<f32>(sz + (<usize>c << 2), f16(load<u16>(scales + base + (<usize>c << 1))));
           store<f32>(zs + (<usize>c << 2), zeros ? f16(load<u16>(zeros + base + (<usize>c << 1))) : 0);
@@ -487,6 +571,204 @@ function codesToF32(codes: usize, bits: i32, idx: u64, n: i32, off: i32, row: us
   for (; c < n; c++) store<f32>(dst + (<usize>c << 2), <f32>load<i16>(row + (<usize>c << 1)));
 }
 
+@inline function pairWeights(a: i32, b: i32): v128 {
+  return i32x4.splat((a & 0xffff) | (b << 16));
+}
+
+/** The 4-bit tile sums of one 32-channel chunk: Σ_t ai_t·code_t,d for d in the chunk, added to out as σ·Σ. */
+@inline function chunk4(codes: usize, bit0: u64, tokenBits: u64, n: i32, ai: usize, corr: v128, sigma: v128, o: usize): void {
+  let a0 = i32x4.splat(0);
+  let a1 = i32x4.splat(0);
+  let a2 = i32x4.splat(0);
+  let a3 = i32x4.splat(0);
+  let a4 = i32x4.splat(0);
+  let a5 = i32x4.splat(0);
+  let a6 = i32x4.splat(0);
+  let a7 = i32x4.splat(0);
+  const m = i8x16.splat(0x0f);
+  for (let r = 0; r < n; r += 2) {
+    // An odd last token pairs with itself at weight 0.
+    const r1 = r + 1 < n ? r + 1 : r;
+    const W = pairWeights(load<i32>(ai + (<usize>r << 2)), r + 1 < n ? load<i32>(ai + (<usize>r1 << 2)) : 0);
+    const v0 = v128.load(codes + <usize>((bit0 + <u64>r * tokenBits) >> 3));
+    const v1 = v128.load(codes + <usize>((bit0 + <u64>r1 * tokenBits) >> 3));
+    const lo0 = v128.and(v0, m);
+    const lo1 = v128.and(v1, m);
+    const hi0 = i8x16.shr_u(v0, 4);
+    const hi1 = i8x16.shr_u(v1, 4);
+    // Tokens interleaved per channel: [c_r, c_r1] pairs, even channels (lo) and odd (hi).
+    const L0 = i8x16.shuffle(lo0, lo1, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const L1 = i8x16.shuffle(lo0, lo1, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    const H0 = i8x16.shuffle(hi0, hi1, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const H1 = i8x16.shuffle(hi0, hi1, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    a0 = i32x4.add(a0, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(L0), W));
+    a1 = i32x4.add(a1, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(L0), W));
+    a2 = i32x4.add(a2, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(L1), W));
+    a3 = i32x4.add(a3, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(L1), W));
+    a4 = i32x4.add(a4, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(H0), W));
+    a5 = i32x4.add(a5, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(H0), W));
+    a6 = i32x4.add(a6, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(H1), W));
+    a7 = i32x4.add(a7, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(H1), W));
+  }
+  // a0..a3: channels 0, 2, …, 30 in fours; a4..a7: 1, 3, …, 31.
+  flushPairs(a0, a4, corr, sigma, o);
+  flushPairs(a1, a5, corr, sigma, o + 32);
+  flushPairs(a2, a6, corr, sigma, o + 64);
+  flushPairs(a3, a7, corr, sigma, o + 96);
+}
+
+/** out[0 … 8) += σ·(Σ − corr) for even-channel sums e and odd-channel sums d, interleaved. */
+@inline function flushPairs(e: v128, d: v128, corr: v128, sigma: v128, o: usize): void {
+  const fe = f32x4.mul(sigma, f32x4.convert_i32x4_s(i32x4.sub(e, corr)));
+  const fd = f32x4.mul(sigma, f32x4.convert_i32x4_s(i32x4.sub(d, corr)));
+  v128.store(o, f32x4.add(v128.load(o), f32x4.shuffle(fe, fd, 0, 4, 1, 5)));
+  v128.store(o, f32x4.add(v128.load(o, 16), f32x4.shuffle(fe, fd, 2, 6, 3, 7)), 16);
+}
+
+/** The 2-bit tile sums of one 32-channel chunk (8 bytes per token), added to out as σ·Σ. */
+@inline function chunk2(codes: usize, bit0: u64, tokenBits: u64, n: i32, ai: usize, corr: v128, sigma: v128, o: usize): void {
+  let a0 = i32x4.splat(0);
+  let a1 = i32x4.splat(0);
+  let a2 = i32x4.splat(0);
+  let a3 = i32x4.splat(0);
+  let b0 = i32x4.splat(0);
+  let b1 = i32x4.splat(0);
+  let b2 = i32x4.splat(0);
+  let b3 = i32x4.splat(0);
+  const m = i8x16.splat(3);
+  for (let r = 0; r < n; r += 2) {
+    const r1 = r + 1 < n ? r + 1 : r;
+    const W = pairWeights(load<i32>(ai + (<usize>r << 2)), r + 1 < n ? load<i32>(ai + (<usize>r1 << 2)) : 0);
+    const v0 = v128.load64_zero(codes + <usize>((bit0 + <u64>r * tokenBits) >> 3));
+    const v1 = v128.load64_zero(codes + <usize>((bit0 + <u64>r1 * tokenBits) >> 3));
+    // Byte k holds channels 4k … 4k+3; X_j pairs the two tokens' channel 4k + j for k < 8.
+    const X0 = i8x16.shuffle(v128.and(v0, m), v128.and(v1, m), 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const X1 = i8x16.shuffle(v128.and(i8x16.shr_u(v0, 2), m), v128.and(i8x16.shr_u(v1, 2), m), 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const X2 = i8x16.shuffle(v128.and(i8x16.shr_u(v0, 4), m), v128.and(i8x16.shr_u(v1, 4), m), 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const X3 = i8x16.shuffle(i8x16.shr_u(v0, 6), i8x16.shr_u(v1, 6), 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    a0 = i32x4.add(a0, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(X0), W));
+    b0 = i32x4.add(b0, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(X0), W));
+    a1 = i32x4.add(a1, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(X1), W));
+    b1 = i32x4.add(b1, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(X1), W));
+    a2 = i32x4.add(a2, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(X2), W));
+    b2 = i32x4.add(b2, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(X2), W));
+    a3 = i32x4.add(a3, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(X3), W));
+    b3 = i32x4.add(b3, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(X3), W));
+  }
+  // a_j lane k: channel 4k + j (k < 4); b_j: channel 16 + 4k + j. Transpose to channel order.
+  flushQuad(a0, a1, a2, a3, corr, sigma, o);
+  flushQuad(b0, b1, b2, b3, corr, sigma, o + 64);
+}
+
+/** out[0 … 16) += σ·(Σ − corr) where x_j lane k holds channel 4k + j. */
+@inline function flushQuad(x0: v128, x1: v128, x2: v128, x3: v128, corr: v128, sigma: v128, o: usize): void {
+  const f0 = f32x4.mul(sigma, f32x4.convert_i32x4_s(i32x4.sub(x0, corr)));
+  const f1 = f32x4.mul(sigma, f32x4.convert_i32x4_s(i32x4.sub(x1, corr)));
+  const f2 = f32x4.mul(sigma, f32x4.convert_i32x4_s(i32x4.sub(x2, corr)));
+  const f3 = f32x4.mul(sigma, f32x4.convert_i32x4_s(i32x4.sub(x3, corr)));
+  const l01 = f32x4.shuffle(f0, f1, 0, 4, 1, 5);
+  const l23 = f32x4.shuffle(f2, f3, 0, 4, 1, 5);
+  const h01 = f32x4.shuffle(f0, f1, 2, 6, 3, 7);
+  const h23 = f32x4.shuffle(f2, f3, 2, 6, 3, 7);
+  v128.store(o, f32x4.add(v128.load(o), f32x4.shuffle(l01, l23, 0, 1, 4, 5)));
+  v128.store(o, f32x4.add(v128.load(o, 16), f32x4.shuffle(l01, l23, 2, 3, 6, 7)), 16);
+  v128.store(o, f32x4.add(v128.load(o, 32), f32x4.shuffle(h01, h23, 0, 1, 4, 5)), 32);
+  v128.store(o, f32x4.add(v128.load(o, 48), f32x4.shuffle(h01, h23, 2, 3, 6, 7)), 48);
+}
+
+/**
+ * accumulate() of per-token codes with int16 weights (twin: accumulateI16Ref): per tile of wt
+ * tokens and group, a_t = p_t·s_t quantized with σ = max|a|/32767, Σ_t ai_t·(code − off) summed in
+ * integers (i32x4.dot_i16x8_s over token pairs) and added as σ·Σ; Σ_t p_t·z_t added at the end.
+ * 2- and 4-bit codes in groups of whole 32-channel chunks are read straight from their bytes;
+ * other codes are unpacked to int16 rows first.
+ */
+function accumulateI16(desc: usize, head: i32, nTokens: i32, w: usize, wStride: i32, nq: i32, out: usize, scratch: usize, wt: i32): void {
+  const codes = <usize>field(desc, D_CODES);
+  const scales = <usize>field(desc, D_SCALES);
+  const zeros = <usize>field(desc, D_ZEROS);
+  const bits = field(desc, D_BITS);
+  const hd = field(desc, D_HEAD_DIM);
+  const off = field(desc, D_OFFSET);
+  const span = field(desc, D_SPAN);
+  const code0 = <u64>head * <u64>field(desc, D_HEAD_CODES);
+  const scale0 = <usize>(head * field(desc, D_HEAD_SCALES));
+  const tokenScales = <usize>field(desc, D_TOKEN_SCALES);
+  const nG = (hd + span - 1) / span;
+  const fast = ((bits == 4 && hd % 32 == 0) || (bits == 2 && hd % 32 == 0)) && span % 32 == 0;
+  const tokenBits = <u64>hd * <u64>bits;
+  // Scratch: int16 rows of the tile (other codes), then a, ai per tile token, Σ p·z per query and group.
+  const rowStride = align16(<usize>(hd + 8) << 1);
+  const rows = scratch;
+  const A = rows + <usize>wt * rowStride;
+  const AI = A + (<usize>wt << 2);
+  const ZA = AI + (<usize>wt << 2);
+  memory.fill(ZA, 0, (<usize>nq * <usize>nG) << 2);
+  for (let t0 = 0; t0 < nTokens; t0 += wt) {
+    const n = min(wt, nTokens - t0);
+    if (!fast) for (let r = 0; r < n; r++) unpackCodes(codes, bits, code0 + <u64>(t0 + r) * <u64>hd, hd, off, rows + <usize>r * rowStride);
+    for (let i = 0; i < nq; i++) {
+      const wi = w + ((<usize>i * <usize>wStride + <usize>t0) << 2);
+      const oi = out + ((<usize>i * <usize>hd) << 2);
+      for (let g = 0; g < nG; g++) {
+        const za = ZA + (<usize>(i * nG + g) << 2);
+        let amax: f32 = 0;
+        for (let r = 0; r < n; r++) {
+          const si = (scale0 + <usize>(t0 + r) * tokenScales + <usize>g) << 1;
+          const p = load<f32>(wi + (<usize>r << 2));
+          const a = p * f16(load<u16>(scales + si));
+          store<f32>(A + (<usize>r << 2), a);
+          amax = max(amax, abs(a));
+          if (zeros) store<f32>(za, load<f32>(za) + p * f16(load<u16>(zeros + si)));
+        }
+        if (amax == 0) continue;
+        const inv: f32 = <f32>32767 / amax;
+        const sigma = f32x4.splat(amax / 32767);
+        let aiSum = 0;
+        for (let r = 0; r < n; r++) {
+          const v = <i32>nearest<f32>(load<f32>(A + (<usize>r << 2)) * inv);
+          store<i32>(AI + (<usize>r << 2), v);
+          aiSum += v;
+        }
+        const a0 = g * span;
+        const b0 = min(a0 + span, hd);
+        if (fast) {
+          // Σ ai·(code − off) = Σ ai·code − off·Σ ai.
+          const corr = i32x4.splat(off * aiSum);
+          for (let c = a0; c < b0; c += 32) {
+            const bit0 = (code0 + <u64>t0 * <u64>hd + <u64>c) * <u64>bits;
+            if (bits == 4) chunk4(codes, bit0, tokenBits, n, AI, corr, sigma, oi + (<usize>c << 2));
+            else chunk2(codes, bit0, tokenBits, n, AI, corr, sigma, oi + (<usize>c << 2));
+          }
+          continue;
+        }
+        let d = a0;
+        for (; d + 4 <= b0; d += 4) {
+          let acc = i32x4.splat(0);
+          for (let r = 0; r < n; r++) acc = i32x4.add(acc, i32x4.mul(v128.load16x4_s(rows + <usize>r * rowStride + (<usize>d << 1)), v128.load_splat<i32>(AI + (<usize>r << 2))));
+          const o = oi + (<usize>d << 2);
+          v128.store(o, f32x4.add(v128.load(o), f32x4.mul(sigma, f32x4.convert_i32x4_s(acc))));
+        }
+        for (; d < b0; d++) {
+          let acc = 0;
+          for (let r = 0; r < n; r++) acc += <i32>load<i16>(rows + <usize>r * rowStride + (<usize>d << 1)) * load<i32>(AI + (<usize>r << 2));
+          const o = oi + (<usize>d << 2);
+          store<f32>(o, load<f32>(o) + f32x4.extract_lane(sigma, 0) * <f32>acc);
+        }
+      }
+    }
+  }
+  if (zeros && nTokens > 0) {
+    for (let i = 0; i < nq; i++) {
+      const oi = out + ((<usize>i * <usize>hd) << 2);
+      for (let g = 0; g < nG; g++) {
+        const z = load<f32>(ZA + (<usize>(i * nG + g) << 2));
+        for (let d = g * span; d < min((g + 1) * span, hd); d++) store<f32>(oi + (<usize>d << 2), load<f32>(oi + (<usize>d << 2)) + z);
+      }
+    }
+  }
+}
+
 /**
  * accumulate() over tokens t < nTokens held as codes: out[i·headDim + d] += Σ_t w[i·wStride + t]·v̂_t[d].
  *
@@ -495,10 +777,14 @@ function codesToF32(codes: usize, bits: i32, idx: u64, n: i32, off: i32, row: us
  * codes are converted to float32 once per tile and serve every query. Per-channel groups decode
  * v̂ = code·s + z and add p·v̂.
  */
-export function intAccumulate(desc: usize, head: i32, nTokens: i32, w: usize, wStride: i32, nq: i32, out: usize, scratch: usize): void {
+export function intAccumulate(desc: usize, head: i32, nTokens: i32, w: usize, wStride: i32, nq: i32, out: usize, scratch: usize, weightTile: i32): void {
   const hd = field(desc, D_HEAD_DIM);
   const row = scratch;
   const tile = row + align16(<usize>(hd + 8) << 1);
+  if (field(desc, D_AXIS) == 0 && weightTile > 0) {
+    accumulateI16(desc, head, nTokens, w, wStride, nq, out, scratch, weightTile);
+    return;
+  }
   if (field(desc, D_AXIS) != 0) {
     const sz = tile + ((<usize>TILE * <usize>hd) << 2);
     for (let t0 = 0; t0 < nTokens; t0 += TILE) {
@@ -512,12 +798,11 @@ export function intAccumulate(desc: usize, head: i32, nTokens: i32, w: usize, wS
   const scales = <usize>field(desc, D_SCALES);
   const zeros = <usize>field(desc, D_ZEROS);
   const bits = field(desc, D_BITS);
-  const width = field(desc, D_WIDTH);
   const off = field(desc, D_OFFSET);
   const span = field(desc, D_SPAN);
-  const gpr = field(desc, D_GPR);
-  const k0 = field(desc, D_WHOLE) ? 0 : head * field(desc, D_PER_HEAD);
-  const c0 = head * hd;
+  const code0 = <u64>head * <u64>field(desc, D_HEAD_CODES);
+  const scale0 = <usize>(head * field(desc, D_HEAD_SCALES));
+  const tokenScales = <usize>field(desc, D_TOKEN_SCALES);
   const nG = (hd + span - 1) / span;
   // Scratch after the tile: per tile row and group s and z, p·s of the current query, and the
   // zero-point sums Σ p·z per query and group.
@@ -531,8 +816,8 @@ export function intAccumulate(desc: usize, head: i32, nTokens: i32, w: usize, wS
     const n = min(TILE, nTokens - t0);
     for (let r = 0; r < n; r++) {
       const t = t0 + r;
-      codesToF32(codes, bits, <u64>t * <u64>width + <u64>c0, hd, off, row, tile + <usize>r * rowBytes);
-      const sk = <usize>(t * gpr + k0) << 1;
+      codesToF32(codes, bits, code0 + <u64>t * <u64>hd, hd, off, row, tile + <usize>r * rowBytes);
+      const sk = (scale0 + <usize>t * tokenScales) << 1;
       for (let g = 0; g < nG; g++) {
         const k = <usize>(r * nG + g) << 2;
         store<f32>(S + k, f16(load<u16>(scales + sk + (<usize>g << 1))));

@@ -3,9 +3,9 @@
  * Matrix Product Operator, quantize the large ("central") tensor to B bits, keep the small
  * tensors in fp16. No calibration.
  *
- * Spec: `decoquant[:B][,c=C][,l=L][,path=a|b][,n=N][,group=G][,basis=layer|head][,mode=sym|asym]`
- * B ∈ {2, 4, 8} (default 4), C = 16, L = 1024, path a, n = 2. Canonical form
- * `decoquant:4,c=16,l=1024` (path A), `decoquant:4,path=b,l=1024` (path B).
+ * Spec: `decoquant[:B][,c=C][,l=L][,path=a|b][,n=N][,group=G][,basis=layer|head][,mode=sym|asym]
+ * [,dot=int|f32][,kernel=wasm|ts]` B ∈ {2, 4, 8} (default 4), C = 16, L = 1024, path a, n = 2.
+ * Canonical form `decoquant:4,c=16,l=1024` (path A), `decoquant:4,path=b,l=1024` (path B).
  *
  * Streaming (§1.5): new rows join an fp16 tail; when it holds L tokens they are encoded together
  * as one block (own decomposition, own small tensors: §1.5's "most natural reading") and the tail
@@ -57,6 +57,32 @@
  * the sum back once per block. Path B: q' = deq(T_L)ᵀ q per block, then per token q'·T_S[:, t].
  * decode() reconstructs, for tests.
  *
+ * Kernels (issue 5): codes, scales, zero points, the tail and Path B's T_S live in the WASM heap
+ * (owned by the codec, so a dropped cache frees them) and attention runs on the SIMD kernels of
+ * assembly/attn-decoquant.ts; where the heap has no room (wasm32 stops at 4 GiB) they are
+ * ordinary arrays and attention takes the plain-TS paths here, which are the kernels' twins:
+ * the same formulas in the same order, bit-identical (test/attention-wasm-dq-mx.test.ts).
+ * `kernel=ts` asks for that path (reference, benchmarks). What each computes:
+ *   Path A scores (dot=int, default): per piece (a run of the head's central row under one
+ *     scale group) the rotated query is quantized to 31-bit integers, Q = round(q'/sq),
+ *     sq = max|q'|/(2^30 − 1), and dotted with the codes in the integer domain (design.md: stay
+ *     in integers, apply scales after each group's sum): s·(sq·(Σ code·Q − offset·Σ Q)) + z·Σ q'
+ *     per piece, in f64. The kernels carry Q as two i16 planes (two i16 dot products per code,
+ *     no more bytes read). One i16 plane (2^−16 of the largest coefficient) is not enough: the
+ *     rotated coefficients span orders of magnitude (√σ_k), and asym codes do not cancel, so
+ *     scores moved by up to 2·10^−4 of their size; at 31 bits the rounding (2^−31) is far below
+ *     f32's (scores agree with dot=f32 to ~3·10^−8). `lowkv ppl` on lowkv-tiny-hd64 (WikiText-2,
+ *     3 chunks, the same spec for K and V), Q / dot=f32 / before the kernels (f64 sums):
+ *     decoquant:4,l=64 278.998 / 279.248 / 279.288; :8 277.138 / 277.174 / 277.141; :2 314.229 /
+ *     314.283 / 314.356. No direction: a last-bit change in one layer's attention flips some
+ *     code roundings of the K/V rows appended later, so changes of this size are noise.
+ *     dot=f32 keeps the float query (x̂·q' in f64, plain TS only).
+ *   Path A accumulate: w·x̂ summed in f32 per coefficient in token order, then rotated back.
+ *   fp16 parts (tail rows; Path B's T_S): f32 products and sums in a fixed order (laneDot,
+ *     f16Axpy below).
+ *   Per block, the query rotation and its quantization (and accumulate's rotation back) run in
+ *   TS: negligible at L = 1024, but at l=64 they cost about as much as the kernels themselves.
+ *
  * Bytes (exact): ⌈codes·B/8⌉ + 2 per fp16 scale (and zero point, asym) + 2 per fp16 auxiliary
  * entry + 2 per tail value. Path A, n = 2, per block: L·width·B/8 + L·(width/G)·2 + bases·r·C·2
  * (bases = 1, or nKvHeads with basis=head). Bits/value on encoded tokens:
@@ -77,8 +103,10 @@ import { getCode, packedWords, setCode } from '../../numeric/bitpack.js';
 import { svd, symmetricEigen } from '../../numeric/linalg.js';
 import { assertFinite, CodecSpecError, type CodecContext, type CodecFactory, type KvCodec, type ParsedSpec } from '../codec.js';
 import { fullBondDims, mpoDecompose } from '../mpo.js';
+import { wasmHeap, type WasmHeap } from '../../kernels/wasm/runtime.js';
 
 const F16_MAX = 65504;
+const ONE = Float64Array.of(1);
 /** Directions whose singular value is at most this fraction of the largest are dropped (§1.8). */
 const RANK_TOL = 1e-6;
 
@@ -92,6 +120,10 @@ interface DecoQuantOptions {
   readonly group: number | undefined;
   readonly basis: 'layer' | 'head';
   readonly mode: 'sym' | 'asym';
+  /** Path A scores: 31-bit integer query (integer dot) or the float query. */
+  readonly dot: 'int' | 'f32';
+  /** Heap storage and the WASM kernels, or ordinary arrays and the TS twins. */
+  readonly kernel: 'wasm' | 'ts';
 }
 
 /** fp16 bits of x, refusing values the format would turn into ±Inf. */
@@ -99,6 +131,164 @@ function f16Checked(x: number, what: string): number {
   const h = f32ToF16(x);
   if (!Number.isFinite(f16Table[h])) throw new RangeError(`decoquant: ${what} ${x} exceeds the fp16 range (largest finite ${F16_MAX})`);
   return h;
+}
+
+/** assembly/attn-decoquant.ts as the heap exports it: every pointer a byte offset in the heap. */
+interface Kernels {
+  dqScores(
+    codes: number, rowBytes: number, bits: number, n: number, pieces: number, nPieces: number, q: number, qBytes: number, planeBytes: number, qInfo: number, nq: number,
+    scales: number, zeros: number, groupsPerRow: number, offset: number, out: number, outStride: number,
+  ): void;
+  dqAccumulate(
+    codes: number, rowBytes: number, bits: number, n: number, pieces: number, nPieces: number, w: number, wStride: number, nq: number,
+    scales: number, zeros: number, groupsPerRow: number, offset: number, acc: number, accStride: number, scratch: number,
+  ): void;
+  dqF16Dots(out: number, outStride: number, x: number, xStride: number, nq: number, rows: number, rowStride: number, nRows: number, len: number): void;
+  dqF16Axpy(out: number, outStride: number, a: number, aStride: number, nq: number, rows: number, rowStride: number, nRows: number, len: number): void;
+}
+
+interface Wasm {
+  readonly heap: WasmHeap;
+  readonly k: Kernels;
+}
+
+// Staging slots of the heap used within one call: the caller's q or w, its out, and scratch.
+const SLOT_IN = 0;
+const SLOT_OUT = 1;
+const SLOT_SCRATCH = 2;
+
+/**
+ * Allocates a codec's arrays in the WASM heap, owned by the codec, or in ordinary memory when
+ * there is no heap. Remembers what it took so a construction that runs out part way can free it.
+ */
+class Storage {
+  private readonly taken: [number, object][] = [];
+
+  constructor(readonly heap: WasmHeap | undefined) {}
+
+  u16(n: number, owner: object): Uint16Array {
+    if (!this.heap) return new Uint16Array(n);
+    const a = this.heap.u16(n, owner);
+    this.taken.push([a.byteOffset, owner]);
+    return a;
+  }
+
+  u32(n: number, owner: object): Uint32Array {
+    if (!this.heap) return new Uint32Array(n);
+    const a = this.heap.u8(n * 4, owner);
+    this.taken.push([a.byteOffset, owner]);
+    return new Uint32Array(a.buffer, a.byteOffset, n);
+  }
+
+  release(): void {
+    for (const [offset, owner] of this.taken) this.heap?.release(offset, owner);
+  }
+}
+
+/** Byte offsets of 16-byte-aligned parts of the scratch staging slot, one per size in bytes. */
+function scratchParts(heap: WasmHeap, bytes: readonly number[]): number[] {
+  const offsets: number[] = [];
+  let total = 0;
+  for (const b of bytes) {
+    offsets.push(total);
+    total += Math.ceil(b / 16) * 16;
+  }
+  const base = heap.staging(SLOT_SCRATCH, Math.max(1, total / 4)).byteOffset;
+  return offsets.map((o) => base + o);
+}
+
+const lanes = new Float32Array(16);
+
+/**
+ * Σ_j x[xo + j]·f16(h[ho + j]) for j < len in dqF16Dots' f32 order: four 4-lane partial sums over
+ * groups of 16 (lane k of the 16 takes j ≡ k), the remaining groups of 4 into the first vector,
+ * then (A0 + A1) + (A2 + A3), the lanes (l0 + l1) + (l2 + l3), and the last len mod 4 terms.
+ */
+function laneDot(x: Float32Array, xo: number, h: Uint16Array, ho: number, len: number): number {
+  lanes.fill(0);
+  let j = 0;
+  // Float32Array stores round each sum to f32; products of an f32 and an f16 are exact in f64.
+  for (; j + 16 <= len; j += 16) for (let k = 0; k < 16; k++) lanes[k] += Math.fround(x[xo + j + k] * f16Table[h[ho + j + k]]);
+  for (; j + 4 <= len; j += 4) for (let k = 0; k < 4; k++) lanes[k] += Math.fround(x[xo + j + k] * f16Table[h[ho + j + k]]);
+  for (let k = 0; k < 4; k++) lanes[k] = Math.fround(lanes[k] + lanes[4 + k]) + Math.fround(lanes[8 + k] + lanes[12 + k]);
+  let s = Math.fround(Math.fround(lanes[0] + lanes[1]) + Math.fround(lanes[2] + lanes[3]));
+  for (; j < len; j++) s = Math.fround(s + Math.fround(x[xo + j] * f16Table[h[ho + j]]));
+  return s;
+}
+
+/** out[oo + j] += a·f16(h[ho + j]) for j < len, product and sum rounded to f32 (dqF16Axpy). */
+function f16Axpy(a: number, h: Uint16Array, ho: number, len: number, out: Float32Array, oo: number): void {
+  for (let j = 0; j < len; j++) out[oo + j] += Math.fround(a * f16Table[h[ho + j]]);
+}
+
+/**
+ * Largest magnitude of the integer query: 31 bits, which the kernels carry as two i16 planes
+ * Q = 32768·hi + lo (hi = ⌊Q/32768⌋ ∈ [−2^15, 2^15), lo ∈ [0, 2^15)).
+ */
+const Q_MAX = 2 ** 30 - 1;
+/** Longest piece: keeps dqScores' i32 sums below 2^31 (256 codes · 255 · 2^15 < 2^31). */
+const MAX_PIECE = 256;
+/** Tokens per tile of dqAccumulate (assembly/attn-decoquant.ts TILE): sizes its scratch. */
+const ACC_TILE = 64;
+
+/** A run of a head's slice of the central row under one scale group (assembly/attn-decoquant.ts). */
+interface Piece {
+  /** First code, counted from the token row's start. */
+  readonly start: number;
+  readonly len: number;
+  /** Its scale group, counted from the row's first group. */
+  readonly group: number;
+  /** Its offset in the head's slice (and so in the rotated query). */
+  readonly pos: number;
+}
+
+function splitPieces(first: number, len: number, group: number): Piece[] {
+  const pieces: Piece[] = [];
+  for (let e = 0; e < len; ) {
+    const g = Math.floor((first + e) / group);
+    const end = Math.min(len, (g + 1) * group - first, e + MAX_PIECE);
+    pieces.push({ start: first + e, len: end - e, group: g, pos: e });
+    e = end;
+  }
+  return pieces;
+}
+
+/**
+ * Where the kernels keep coefficient e of a head's slice: per piece, 16-byte chunks of codes as
+ * classes of 16 lanes (lane j of class k = code j·(8/bits) + k of the chunk), then the rest as is.
+ */
+function kernelLayout(pieces: readonly Piece[], bits: number, len: number): Int32Array {
+  const at = new Int32Array(len);
+  const chunk = 128 / bits;
+  const classes = 8 / bits;
+  for (const p of pieces) {
+    const full = Math.floor(p.len / chunk) * chunk;
+    for (let e = 0; e < p.len; e++) {
+      const c = e - (e % chunk);
+      at[p.pos + e] = e < full ? p.pos + c + ((e - c) % classes) * 16 + Math.floor((e - c) / classes) : p.pos + e;
+    }
+  }
+  return at;
+}
+
+/** Per piece p: qi[pos …] = Q = round(q'/sq), info[io + 3p …] = [sq, Σ Q, Σ q'] with sq = max|q'|/Q_MAX. */
+function quantizeQuery(qrot: Float64Array, pieces: readonly Piece[], qi: Int32Array, info: Float64Array, io: number): void {
+  pieces.forEach((p, k) => {
+    let amax = 0;
+    for (let e = p.pos; e < p.pos + p.len; e++) amax = Math.max(amax, Math.abs(qrot[e]));
+    const sq = amax / Q_MAX;
+    let qsum = 0;
+    let qfs = 0;
+    for (let e = p.pos; e < p.pos + p.len; e++) {
+      const v = sq === 0 ? 0 : Math.max(-Q_MAX, Math.min(Q_MAX, Math.round(qrot[e] / sq)));
+      qi[e] = v;
+      qsum += v;
+      qfs += qrot[e];
+    }
+    info[io + 3 * k] = sq;
+    info[io + 3 * k + 1] = qsum;
+    info[io + 3 * k + 2] = qfs;
+  });
 }
 
 /**
@@ -114,15 +304,22 @@ class Quantizer {
   readonly offset: number;
   private readonly top: number;
 
+  /**
+   * @param place where code i (token row after token row) is stored; the kernels want each
+   *   head's codes of a block in one run (see PathACodec.headMajor).
+   */
   constructor(
     readonly bits: number,
     readonly asym: boolean,
     readonly group: number,
     nCodes: number,
+    storage: Storage,
+    owner: object,
+    private readonly place: (i: number) => number = (i) => i,
   ) {
-    this.codes = new Uint32Array(packedWords(nCodes, bits));
-    this.scales = new Uint16Array(Math.ceil(nCodes / group));
-    this.zeros = asym ? new Uint16Array(this.scales.length) : undefined;
+    this.codes = storage.u32(packedWords(nCodes, bits), owner);
+    this.scales = storage.u16(Math.ceil(nCodes / group), owner);
+    this.zeros = asym ? storage.u16(this.scales.length, owner) : undefined;
     this.offset = asym ? 0 : 2 ** (bits - 1) - 1;
     this.top = asym ? 2 ** bits - 1 : this.offset;
   }
@@ -152,7 +349,7 @@ class Quantizer {
       for (let i = g0; i < g0 + group; i++) {
         // A scale that underflowed fp16 stores the group as its zero point (0 when symmetric).
         const q = sv === 0 ? 0 : Math.round((x[i] - z) / sv);
-        setCode(codes, first + i, bits, Math.min(top, Math.max(-offset, q)) + offset);
+        setCode(codes, this.place(first + i), bits, Math.min(top, Math.max(-offset, q)) + offset);
       }
     }
   }
@@ -167,7 +364,7 @@ class Quantizer {
       let acc = 0;
       let vs = 0;
       for (; e < end; e++) {
-        acc += (getCode(codes, first + e, bits) - offset) * v[vo + e];
+        acc += (getCode(codes, this.place(first + e), bits) - offset) * v[vo + e];
         if (zeros) vs += v[vo + e];
       }
       total += f16Table[scales[gi]] * acc + (zeros ? f16Table[zeros[gi]] * vs : 0);
@@ -183,7 +380,34 @@ class Quantizer {
       const end = Math.min(len, (gi + 1) * group - first);
       const ws = w * f16Table[scales[gi]];
       const wz = zeros ? w * f16Table[zeros[gi]] : 0;
-      for (; e < end; e++) out[oo + e] += ws * (getCode(codes, first + e, bits) - offset) + wz;
+      for (; e < end; e++) out[oo + e] += ws * (getCode(codes, this.place(first + e), bits) - offset) + wz;
+    }
+  }
+
+  /**
+   * A piece's share of a score in dqScores' f64 order, codes first … first+len (one group), the
+   * integer query qi[qo …] and its [sq, Σ Q, Σ q'] at info[io …]: s·(sq·(Σ code·Q − offset·Σ Q)) + z·Σ q'.
+   */
+  pieceScore(first: number, len: number, qi: Int32Array, qo: number, info: Float64Array, io: number): number {
+    const { codes, bits, zeros } = this;
+    const gi = Math.floor(first / this.group);
+    let isum = 0;
+    for (let e = 0; e < len; e++) isum += getCode(codes, this.place(first + e), bits) * qi[qo + e];
+    let c = f16Table[this.scales[gi]] * (info[io] * (isum - this.offset * info[io + 1]));
+    if (zeros) c += f16Table[zeros[gi]] * info[io + 2];
+    return c;
+  }
+
+  /** acc[ao + e] += w·x̂[first + e] for e < len (one group), rounded to f32 as dqAccumulate. */
+  axpyF32(w: number, first: number, len: number, acc: Float32Array, ao: number): void {
+    const { codes, bits, offset, zeros } = this;
+    const gi = Math.floor(first / this.group);
+    const ws = Math.fround(w * f16Table[this.scales[gi]]);
+    const wz = zeros ? Math.fround(w * f16Table[zeros[gi]]) : 0;
+    for (let e = 0; e < len; e++) {
+      let term = Math.fround(ws * (getCode(codes, this.place(first + e), bits) - offset));
+      if (zeros) term = Math.fround(term + wz);
+      acc[ao + e] += term;
     }
   }
 
@@ -204,16 +428,20 @@ abstract class BlockCodec implements KvCodec {
   protected readonly headDim: number;
   protected readonly L: number;
   private readonly tail: Uint16Array;
+  /** Set when the arrays live in the WASM heap: attention runs on its kernels. */
+  protected readonly wasm: Wasm | undefined;
 
   constructor(
     readonly spec: string,
     protected readonly ctx: CodecContext,
     L: number,
+    storage: Storage,
   ) {
     this.width = ctx.nKvHeads * ctx.headDim;
     this.headDim = ctx.headDim;
     this.L = L;
-    this.tail = new Uint16Array(Math.min(L, ctx.capacity) * this.width);
+    this.tail = storage.u16(Math.min(L, ctx.capacity) * this.width, this);
+    this.wasm = storage.heap && { heap: storage.heap, k: storage.heap.kernels as unknown as Kernels };
   }
 
   protected get maxBlocks(): number {
@@ -270,34 +498,50 @@ abstract class BlockCodec implements KvCodec {
 
   scores(head: number, q: Float32Array, qOffset: number, nq: number, nTokens: number, out: Float32Array, outOffset: number, outStride: number): void {
     this.checkRange(nTokens);
-    const { L, headDim, width, tail } = this;
-    for (let b = 0; b * L < nTokens && b < this.blocks; b++) this.scoreBlock(b, Math.min(L, nTokens - b * L), head, q, qOffset, nq, out, outOffset + b * L, outStride);
+    const { L, headDim, width, tail, wasm } = this;
+    const nb = Math.min(this.blocks, Math.ceil(nTokens / L));
     const t0 = this.blocks * L;
-    for (let i = 0; i < nq; i++) {
-      const qo = qOffset + i * headDim;
-      const oo = outOffset + i * outStride;
-      for (let t = t0; t < nTokens; t++) {
-        const ko = (t - t0) * width + head * headDim;
-        let s = 0;
-        for (let d = 0; d < headDim; d++) s += q[qo + d] * f16Table[tail[ko + d]];
-        out[oo + t] = s;
+    const nTail = nTokens - t0;
+    if (wasm && nq > 0 && nTokens > 0) {
+      const blocksWasm = this.wasmBlocks;
+      if (!blocksWasm) for (let b = 0; b < nb; b++) this.scoreBlock(b, Math.min(L, nTokens - b * L), head, q, qOffset, nq, out, outOffset + b * L, outStride);
+      const span = (nq - 1) * outStride + nTokens;
+      // Staged outputs keep what lies between the query rows, and the TS blocks' scores.
+      const o = wasm.heap.output(out, outOffset, span, SLOT_OUT, !blocksWasm || (nq > 1 && outStride > nTokens));
+      if (blocksWasm) this.scoreBlocksWasm(nb, head, q, qOffset, nq, nTokens, o, outStride);
+      if (nTail > 0) {
+        const qp = wasm.heap.input(q, qOffset, nq * headDim, SLOT_IN);
+        wasm.k.dqF16Dots(o + t0 * 4, outStride, qp, headDim, nq, tail.byteOffset + head * headDim * 2, width, nTail, headDim);
       }
+      wasm.heap.flush(out, outOffset, span, SLOT_OUT);
+      return;
+    }
+    for (let b = 0; b < nb; b++) this.scoreBlock(b, Math.min(L, nTokens - b * L), head, q, qOffset, nq, out, outOffset + b * L, outStride);
+    for (let i = 0; i < nq; i++) {
+      for (let t = t0; t < nTokens; t++) out[outOffset + i * outStride + t] = laneDot(q, qOffset + i * headDim, tail, (t - t0) * width + head * headDim, headDim);
     }
   }
 
   accumulate(head: number, w: Float32Array, wOffset: number, wStride: number, nq: number, nTokens: number, out: Float32Array, outOffset: number): void {
     this.checkRange(nTokens);
-    const { L, headDim, width, tail } = this;
-    for (let b = 0; b * L < nTokens && b < this.blocks; b++) this.accumulateBlock(b, Math.min(L, nTokens - b * L), head, w, wOffset + b * L, wStride, nq, out, outOffset);
+    const { L, headDim, width, tail, wasm } = this;
+    const nb = Math.min(this.blocks, Math.ceil(nTokens / L));
     const t0 = this.blocks * L;
-    for (let i = 0; i < nq; i++) {
-      const wo = wOffset + i * wStride;
-      const oo = outOffset + i * headDim;
-      for (let t = t0; t < nTokens; t++) {
-        const p = w[wo + t];
-        const vo = (t - t0) * width + head * headDim;
-        for (let d = 0; d < headDim; d++) out[oo + d] += p * f16Table[tail[vo + d]];
+    const nTail = nTokens - t0;
+    if (wasm && nq > 0 && nTokens > 0) {
+      const wp = wasm.heap.input(w, wOffset, (nq - 1) * wStride + nTokens, SLOT_IN);
+      if (this.wasmBlocks) this.accumulateBlocksWasm(nb, head, wp, wStride, nq, nTokens, out, outOffset);
+      else for (let b = 0; b < nb; b++) this.accumulateBlock(b, Math.min(L, nTokens - b * L), head, w, wOffset + b * L, wStride, nq, out, outOffset);
+      if (nTail > 0) {
+        const o = wasm.heap.output(out, outOffset, nq * headDim, SLOT_OUT, true);
+        wasm.k.dqF16Axpy(o, headDim, wp + t0 * 4, wStride, nq, tail.byteOffset + head * headDim * 2, width, nTail, headDim);
+        wasm.heap.flush(out, outOffset, nq * headDim, SLOT_OUT);
       }
+      return;
+    }
+    for (let b = 0; b < nb; b++) this.accumulateBlock(b, Math.min(L, nTokens - b * L), head, w, wOffset + b * L, wStride, nq, out, outOffset);
+    for (let i = 0; i < nq; i++) {
+      for (let t = t0; t < nTokens; t++) f16Axpy(w[wOffset + i * wStride + t], tail, (t - t0) * width + head * headDim, headDim, out, outOffset + i * headDim);
     }
   }
 
@@ -320,6 +564,15 @@ abstract class BlockCodec implements KvCodec {
   /** Encodes block b from its L rows (row-major, width values each). */
   protected abstract encodeBlock(b: number, x: Float64Array): void;
   protected abstract blockBytes(blocks: number): number;
+  /** True when the blocks' attention runs on the kernels (else scoreBlock/accumulateBlock). */
+  protected abstract readonly wasmBlocks: boolean;
+  /**
+   * Scores of blocks b < nb (tokens < nTokens) into the heap at byte offset o: token t of query i
+   * at o + 4·(i·outStride + t).
+   */
+  protected abstract scoreBlocksWasm(nb: number, head: number, q: Float32Array, qOffset: number, nq: number, nTokens: number, o: number, outStride: number): void;
+  /** accumulateBlock for blocks b < nb on the kernels; weights in the heap at byte offset wp. */
+  protected abstract accumulateBlocksWasm(nb: number, head: number, wp: number, wStride: number, nq: number, nTokens: number, out: Float32Array, outOffset: number): void;
   /** Scores for tokens b·L … b·L + n − 1 into out[outOffset + i·outStride + t], t < n. */
   protected abstract scoreBlock(b: number, n: number, head: number, q: Float32Array, qOffset: number, nq: number, out: Float32Array, outOffset: number, outStride: number): void;
   /** Weighted sum of tokens b·L … b·L + n − 1, weights w[wOffset + i·wStride + t]. */
@@ -440,20 +693,56 @@ class PathACodec extends BlockCodec {
   private readonly rowLen: number;
   private readonly quant: Quantizer;
   private readonly aux: Uint16Array;
+  /** Per KV head: its slice of the central row (chunks g0 … g1), as pieces, and the kernels' layout. */
+  private readonly heads: readonly { readonly first: number; readonly len: number; readonly pieces: readonly Piece[]; readonly layout: Int32Array }[];
+  /** Reused per block: n = 2's decoded T_S, and a chunk's half-rotated query. */
+  private readonly scratch: { readonly right: Float64Array; readonly tmp: Float64Array };
+  /**
+   * When no chunk straddles two heads (c divides head_dim), block b stores head h's slices of
+   * its L rows together ([b][h][t][slice]), so a scores/accumulate call reads one contiguous run
+   * instead of one slice per row (the MX formats measured 3–4× faster that way at 32k tokens).
+   */
+  private readonly headMajor: boolean;
+  protected readonly wasmBlocks: boolean;
 
   constructor(
     spec: string,
     ctx: CodecContext,
     private readonly o: DecoQuantOptions,
     shape: PathAShape,
+    storage: Storage,
   ) {
-    super(spec, ctx, o.l);
+    super(spec, ctx, o.l, storage);
     this.shape = shape;
     this.c = o.c;
     this.bases = o.basis === 'head' ? ctx.nKvHeads : 1;
-    this.rowLen = (this.width / o.c) * shape.dl * shape.dr;
-    this.quant = new Quantizer(o.bits, o.mode === 'asym', o.group ?? this.rowLen, this.maxBlocks * o.l * this.rowLen);
+    const rowLen = (this.width / o.c) * shape.dl * shape.dr;
+    this.rowLen = rowLen;
+    this.scratch = { right: new Float64Array(shape.dr * shape.cr), tmp: new Float64Array(shape.dl * shape.cr) };
+    this.headMajor = ctx.headDim % o.c === 0;
+    const H = ctx.nKvHeads;
+    const S = rowLen / H;
+    const L = o.l;
+    const place = (i: number): number => {
+      const row = Math.floor(i / rowLen);
+      const e = i - row * rowLen;
+      const b = Math.floor(row / L);
+      const h = Math.floor(e / S);
+      return ((b * H + h) * L + row - b * L) * S + e - h * S;
+    };
+    this.quant = new Quantizer(o.bits, o.mode === 'asym', o.group ?? rowLen, this.maxBlocks * L * rowLen, storage, this, this.headMajor ? place : undefined);
+    // The small factors are read once per block in TS: ordinary memory.
     this.aux = new Uint16Array(this.maxBlocks * this.bases * shape.auxSize);
+    const E = shape.dl * shape.dr;
+    this.heads = Array.from({ length: ctx.nKvHeads }, (_, h) => {
+      const [g0, g1] = this.chunkRange(h);
+      const len = (g1 - g0 + 1) * E;
+      const pieces = splitPieces(g0 * E, len, this.quant.group);
+      return { first: g0 * E, len, pieces, layout: kernelLayout(pieces, o.bits, len) };
+    });
+    // The kernels read whole bytes: every piece must start on one (always so for c = 16).
+    const aligned = (this.runCodes * o.bits) % 8 === 0 && this.heads.every((h, k) => h.pieces.every((p) => ((p.start - this.runStart(k)) * o.bits) % 8 === 0));
+    this.wasmBlocks = this.wasm !== undefined && o.dot === 'int' && aligned;
   }
 
   protected blockBytes(blocks: number): number {
@@ -509,6 +798,12 @@ class PathACodec extends BlockCodec {
     const { shape } = this;
     const { bonds, colDims, k0 } = shape;
     let o = (b * this.bases + h) * shape.auxSize;
+    if (this.o.n === 2) {
+      // left = [1], right = T_S itself: what the general contraction gives, without its products.
+      const right = this.scratch.right;
+      for (let i = 0; i < right.length; i++) right[i] = f16Table[this.aux[o + i]];
+      return { left: ONE, right };
+    }
     const core = (k: number): Float64Array => {
       const size = bonds[k] * colDims[k] * bonds[k + 1];
       const out = new Float64Array(size);
@@ -560,77 +855,189 @@ class PathACodec extends BlockCodec {
     return [Math.floor((head * headDim) / c), Math.floor(((head + 1) * headDim - 1) / c)];
   }
 
-  protected scoreBlock(b: number, n: number, head: number, q: Float32Array, qOffset: number, nq: number, out: Float32Array, outOffset: number, outStride: number): void {
-    const { shape, c, headDim, rowLen, L, quant } = this;
+  /** qrot ← q' = leftᵀ·q_chunk·rightᵀ per chunk of head h's slice, channels outside the head as 0. */
+  private rotateQuery(basis: { left: Float64Array; right: Float64Array }, head: number, q: Float32Array, qo: number, qrot: Float64Array): void {
+    const { shape, c, headDim } = this;
     const { dl, dr, cr } = shape;
     const E = dl * dr;
     const [g0, g1] = this.chunkRange(head);
-    const { left, right } = this.basisMatrices(b, this.bases === 1 ? 0 : head);
-    const qrot = new Float64Array((g1 - g0 + 1) * E);
-    const tmp = new Float64Array(dl * cr);
-    for (let i = 0; i < nq; i++) {
-      const qo = qOffset + i * headDim;
-      // q' = leftᵀ · q_chunk · rightᵀ per chunk, channels outside head h taken as 0.
-      qrot.fill(0);
-      for (let g = g0; g <= g1; g++) {
-        tmp.fill(0);
-        for (let j = 0; j < c; j++) {
-          const d = g * c + j - head * headDim;
-          if (d < 0 || d >= headDim) continue;
-          const x = q[qo + d];
-          const jl = Math.floor(j / cr);
-          const jr = j % cr;
-          for (let a = 0; a < dl; a++) tmp[a * cr + jr] += left[jl * dl + a] * x;
-        }
-        const base = (g - g0) * E;
-        for (let a = 0; a < dl; a++) {
-          for (let be = 0; be < dr; be++) {
-            let s = 0;
-            for (let jr = 0; jr < cr; jr++) s += tmp[a * cr + jr] * right[be * cr + jr];
-            qrot[base + a * dr + be] = s;
-          }
+    const { left, right } = basis;
+    const tmp = this.scratch.tmp;
+    qrot.fill(0);
+    for (let g = g0; g <= g1; g++) {
+      tmp.fill(0);
+      for (let j = 0; j < c; j++) {
+        const d = g * c + j - head * headDim;
+        if (d < 0 || d >= headDim) continue;
+        const x = q[qo + d];
+        const jl = Math.floor(j / cr);
+        const jr = j % cr;
+        for (let a = 0; a < dl; a++) tmp[a * cr + jr] += left[jl * dl + a] * x;
+      }
+      const base = (g - g0) * E;
+      for (let a = 0; a < dl; a++) {
+        for (let be = 0; be < dr; be++) {
+          let s = 0;
+          for (let jr = 0; jr < cr; jr++) s += tmp[a * cr + jr] * right[be * cr + jr];
+          qrot[base + a * dr + be] = s;
         }
       }
+    }
+  }
+
+  /** out[oo + d] += (left·Z·right)[d] over head h's channels, Z = z[zo …]: back from the rotated domain. */
+  private rotateBack(basis: { left: Float64Array; right: Float64Array }, head: number, z: Float32Array, zo: number, out: Float32Array, oo: number): void {
+    const { shape, c, headDim } = this;
+    const { dl, dr, cr } = shape;
+    const E = dl * dr;
+    const [g0, g1] = this.chunkRange(head);
+    const { left, right } = basis;
+    const tmp = this.scratch.tmp;
+    for (let g = g0; g <= g1; g++) {
+      const base = zo + (g - g0) * E;
+      for (let a = 0; a < dl; a++) {
+        for (let jr = 0; jr < cr; jr++) {
+          let s = 0;
+          for (let be = 0; be < dr; be++) s += z[base + a * dr + be] * right[be * cr + jr];
+          tmp[a * cr + jr] = s;
+        }
+      }
+      for (let j = 0; j < c; j++) {
+        const d = g * c + j - head * headDim;
+        if (d < 0 || d >= headDim) continue;
+        const jl = Math.floor(j / cr);
+        const jr = j % cr;
+        let s = 0;
+        for (let a = 0; a < dl; a++) s += left[jl * dl + a] * tmp[a * cr + jr];
+        out[oo + d] += s;
+      }
+    }
+  }
+
+  private basisOf(b: number, head: number): { left: Float64Array; right: Float64Array } {
+    return this.basisMatrices(b, this.bases === 1 ? 0 : head);
+  }
+
+  protected scoreBlock(b: number, n: number, head: number, q: Float32Array, qOffset: number, nq: number, out: Float32Array, outOffset: number, outStride: number): void {
+    const { rowLen, L, quant, headDim } = this;
+    const { first, len, pieces } = this.heads[head];
+    const basis = this.basisOf(b, head);
+    const qrot = new Float64Array(len);
+    const qi = new Int32Array(len);
+    const info = new Float64Array(pieces.length * 3);
+    for (let i = 0; i < nq; i++) {
+      this.rotateQuery(basis, head, q, qOffset + i * headDim, qrot);
       const oo = outOffset + i * outStride;
-      for (let t = 0; t < n; t++) out[oo + t] = quant.dot((b * L + t) * rowLen + g0 * E, qrot.length, qrot, 0);
+      if (this.o.dot === 'f32') {
+        for (let t = 0; t < n; t++) out[oo + t] = quant.dot((b * L + t) * rowLen + first, len, qrot, 0);
+        continue;
+      }
+      quantizeQuery(qrot, pieces, qi, info, 0);
+      for (let t = 0; t < n; t++) {
+        const row = (b * L + t) * rowLen;
+        let total = 0;
+        pieces.forEach((p, k) => (total += quant.pieceScore(row + p.start, p.len, qi, p.pos, info, 3 * k)));
+        out[oo + t] = total;
+      }
     }
   }
 
   protected accumulateBlock(b: number, n: number, head: number, w: Float32Array, wOffset: number, wStride: number, nq: number, out: Float32Array, outOffset: number): void {
-    const { shape, c, headDim, rowLen, L, quant } = this;
-    const { dl, dr, cr } = shape;
-    const E = dl * dr;
-    const [g0, g1] = this.chunkRange(head);
-    const { left, right } = this.basisMatrices(b, this.bases === 1 ? 0 : head);
-    const z = new Float64Array((g1 - g0 + 1) * E);
-    const tmp = new Float64Array(dl * cr);
-    for (let i = 0; i < nq; i++) {
-      z.fill(0);
-      const wo = wOffset + i * wStride;
-      for (let t = 0; t < n; t++) {
-        const p = w[wo + t];
-        if (p !== 0) quant.axpy(p, (b * L + t) * rowLen + g0 * E, z.length, z, 0);
+    const { rowLen, L, quant, headDim } = this;
+    const { len, pieces } = this.heads[head];
+    const z = new Float32Array(nq * len);
+    for (let t = 0; t < n; t++) {
+      const row = (b * L + t) * rowLen;
+      for (const p of pieces) for (let i = 0; i < nq; i++) quant.axpyF32(w[wOffset + i * wStride + t], row + p.start, p.len, z, i * len + p.pos);
+    }
+    const basis = this.basisOf(b, head);
+    for (let i = 0; i < nq; i++) this.rotateBack(basis, head, z, i * len, out, outOffset + i * headDim);
+  }
+
+  /** Codes per token in the run the kernels read: a head's slice (head-major) or the whole row. */
+  private get runCodes(): number {
+    return this.headMajor ? this.rowLen / this.ctx.nKvHeads : this.rowLen;
+  }
+
+  /** Where head h's run starts within a row's codes. */
+  private runStart(head: number): number {
+    return this.headMajor ? head * this.runCodes : 0;
+  }
+
+  /** Byte offset in the heap of head h's run for token 0 of block b. */
+  private runAt(b: number, head: number): number {
+    const { quant, L } = this;
+    const first = this.headMajor ? (b * this.ctx.nKvHeads + head) * L * this.runCodes : b * L * this.rowLen;
+    return quant.codes.byteOffset + (first * quant.bits) / 8;
+  }
+
+  /** The pieces of head h as dqScores/dqAccumulate read them, in the scratch at byte offset at. */
+  private writePieces(heap: WasmHeap, at: number, head: number): void {
+    const { pieces } = this.heads[head];
+    const table = new Int32Array(heap.buffer(), at, pieces.length * 4);
+    pieces.forEach((p, k) => table.set([((p.start - this.runStart(head)) * this.o.bits) / 8, p.len, p.group, p.pos], 4 * k));
+  }
+
+  protected scoreBlocksWasm(nb: number, head: number, q: Float32Array, qOffset: number, nq: number, nTokens: number, o: number, outStride: number): void {
+    const { heap, k } = this.wasm as Wasm;
+    const { rowLen, L, quant, headDim } = this;
+    const { len, pieces, layout } = this.heads[head];
+    const nP = pieces.length;
+    const rowBytes = (this.runCodes * quant.bits) / 8;
+    const groupsPerRow = rowLen / quant.group;
+    // Per query: the hi plane, then the lo plane, each in the kernels' layout.
+    const planeBytes = Math.ceil(len / 8) * 16;
+    const qBytes = 2 * planeBytes;
+    const [pPieces, pQ, pInfo] = scratchParts(heap, [nP * 16, nq * qBytes, nq * nP * 24]);
+    this.writePieces(heap, pPieces, head);
+    const q16 = new Int16Array(heap.buffer(), pQ, (nq * qBytes) / 2);
+    const info = new Float64Array(heap.buffer(), pInfo, nq * nP * 3);
+    const qrot = new Float64Array(len);
+    const qi = new Int32Array(len);
+    for (let b = 0; b < nb; b++) {
+      const basis = this.basisOf(b, head);
+      for (let i = 0; i < nq; i++) {
+        this.rotateQuery(basis, head, q, qOffset + i * headDim, qrot);
+        quantizeQuery(qrot, pieces, qi, info, i * nP * 3);
+        const hi = (i * qBytes) / 2;
+        const lo = hi + planeBytes / 2;
+        for (let e = 0; e < len; e++) {
+          const h = Math.floor(qi[e] / 32768);
+          q16[hi + layout[e]] = h;
+          q16[lo + layout[e]] = qi[e] - h * 32768;
+        }
       }
-      // Back from the rotated domain once: chunk = left · Z · right, head h's channels only.
-      const oo = outOffset + i * headDim;
-      for (let g = g0; g <= g1; g++) {
-        const base = (g - g0) * E;
-        for (let a = 0; a < dl; a++) {
-          for (let jr = 0; jr < cr; jr++) {
-            let s = 0;
-            for (let be = 0; be < dr; be++) s += z[base + a * dr + be] * right[be * cr + jr];
-            tmp[a * cr + jr] = s;
-          }
-        }
-        for (let j = 0; j < c; j++) {
-          const d = g * c + j - head * headDim;
-          if (d < 0 || d >= headDim) continue;
-          const jl = Math.floor(j / cr);
-          const jr = j % cr;
-          let s = 0;
-          for (let a = 0; a < dl; a++) s += left[jl * dl + a] * tmp[a * cr + jr];
-          out[oo + d] += s;
-        }
+      const row0 = b * L;
+      const groups = row0 * groupsPerRow * 2;
+      k.dqScores(
+        this.runAt(b, head), rowBytes, quant.bits, Math.min(L, nTokens - row0), pPieces, nP, pQ, qBytes, planeBytes, pInfo, nq,
+        quant.scales.byteOffset + groups, quant.zeros ? quant.zeros.byteOffset + groups : 0, groupsPerRow, quant.offset, o + row0 * 4, outStride,
+      );
+    }
+  }
+
+  protected accumulateBlocksWasm(nb: number, head: number, wp: number, wStride: number, nq: number, nTokens: number, out: Float32Array, outOffset: number): void {
+    const { heap, k } = this.wasm as Wasm;
+    const { rowLen, L, quant, headDim } = this;
+    const { len, pieces, layout } = this.heads[head];
+    const rowBytes = (this.runCodes * quant.bits) / 8;
+    const groupsPerRow = rowLen / quant.group;
+    const [pPieces, pZ, pScratch] = scratchParts(heap, [pieces.length * 16, nq * len * 4, 2 * ACC_TILE * 4]);
+    this.writePieces(heap, pPieces, head);
+    const z = new Float32Array(heap.buffer(), pZ, nq * len);
+    const zn = new Float32Array(len);
+    for (let b = 0; b < nb; b++) {
+      const row0 = b * L;
+      const groups = row0 * groupsPerRow * 2;
+      z.fill(0);
+      k.dqAccumulate(
+        this.runAt(b, head), rowBytes, quant.bits, Math.min(L, nTokens - row0), pPieces, pieces.length, wp + row0 * 4, wStride, nq,
+        quant.scales.byteOffset + groups, quant.zeros ? quant.zeros.byteOffset + groups : 0, groupsPerRow, quant.offset, pZ, len, pScratch,
+      );
+      const basis = this.basisOf(b, head);
+      for (let i = 0; i < nq; i++) {
+        for (let e = 0; e < len; e++) zn[e] = z[i * len + layout[e]];
+        this.rotateBack(basis, head, zn, 0, out, outOffset + i * headDim);
       }
     }
   }
@@ -666,12 +1073,14 @@ class PathBCodec extends BlockCodec {
   private readonly r: number;
   private readonly quant: Quantizer;
   private readonly ts: Uint16Array;
+  protected readonly wasmBlocks: boolean;
 
-  constructor(spec: string, ctx: CodecContext, o: DecoQuantOptions) {
-    super(spec, ctx, o.l);
+  constructor(spec: string, ctx: CodecContext, o: DecoQuantOptions, storage: Storage) {
+    super(spec, ctx, o.l, storage);
     this.r = Math.min(this.width, o.l);
-    this.quant = new Quantizer(o.bits, o.mode === 'asym', o.group ?? this.r, this.maxBlocks * this.width * this.r);
-    this.ts = new Uint16Array(this.maxBlocks * this.r * o.l);
+    this.quant = new Quantizer(o.bits, o.mode === 'asym', o.group ?? this.r, this.maxBlocks * this.width * this.r, storage, this);
+    this.ts = storage.u16(this.maxBlocks * this.r * o.l, this);
+    this.wasmBlocks = this.wasm !== undefined;
   }
 
   protected blockBytes(blocks: number): number {
@@ -693,33 +1102,69 @@ class PathBCodec extends BlockCodec {
     }
   }
 
-  protected scoreBlock(b: number, n: number, head: number, q: Float32Array, qOffset: number, nq: number, out: Float32Array, outOffset: number, outStride: number): void {
-    const { r, L, headDim, width, quant, ts } = this;
-    const qrot = new Float64Array(r);
+  /**
+   * a[ao + k] = f32(q'_k), q' = deq(T_L)ᵀ q over head h's channels: each code read once per query
+   * and block. The T_S products that follow run in f32.
+   */
+  private rotateQuery(b: number, head: number, q: Float32Array, qo: number, qrot: Float64Array, a: Float32Array, ao: number): void {
+    const { r, headDim, width, quant } = this;
+    qrot.fill(0);
+    for (let d = 0; d < headDim; d++) quant.axpy(q[qo + d], (b * width + head * headDim + d) * r, r, qrot, 0);
+    a.set(qrot, ao);
+  }
+
+  /** out[outOffset + i·headDim + d] += deq(T_L)[d, :]·z_i for head h's channels, z_i = z[i·r …]. */
+  private rotateBack(b: number, head: number, z: Float32Array, nq: number, out: Float32Array, outOffset: number): void {
+    const { r, headDim, width, quant } = this;
     for (let i = 0; i < nq; i++) {
-      // q' = deq(T_L)ᵀ q over head h's channels: read each code once per query and block.
-      qrot.fill(0);
-      for (let d = 0; d < headDim; d++) quant.axpy(q[qOffset + i * headDim + d], (b * width + head * headDim + d) * r, r, qrot, 0);
+      for (let d = 0; d < headDim; d++) out[outOffset + i * headDim + d] += quant.dot((b * width + head * headDim + d) * r, r, z, i * r);
+    }
+  }
+
+  protected scoreBlock(b: number, n: number, head: number, q: Float32Array, qOffset: number, nq: number, out: Float32Array, outOffset: number, outStride: number): void {
+    const { r, L, headDim, ts } = this;
+    const qrot = new Float64Array(r);
+    const a = new Float32Array(r);
+    for (let i = 0; i < nq; i++) {
+      this.rotateQuery(b, head, q, qOffset + i * headDim, qrot, a, 0);
       const oo = outOffset + i * outStride;
-      for (let t = 0; t < n; t++) {
-        let s = 0;
-        for (let k = 0; k < r; k++) s += qrot[k] * f16Table[ts[(b * r + k) * L + t]];
-        out[oo + t] = s;
-      }
+      out.fill(0, oo, oo + n);
+      for (let k = 0; k < r; k++) f16Axpy(a[k], ts, (b * r + k) * L, n, out, oo);
     }
   }
 
   protected accumulateBlock(b: number, n: number, head: number, w: Float32Array, wOffset: number, wStride: number, nq: number, out: Float32Array, outOffset: number): void {
-    const { r, L, headDim, width, quant, ts } = this;
-    const z = new Float64Array(r);
-    for (let i = 0; i < nq; i++) {
-      const wo = wOffset + i * wStride;
-      for (let k = 0; k < r; k++) {
-        let s = 0;
-        for (let t = 0; t < n; t++) s += w[wo + t] * f16Table[ts[(b * r + k) * L + t]];
-        z[k] = s;
+    const { r, L, ts } = this;
+    const z = new Float32Array(nq * r);
+    for (let i = 0; i < nq; i++) for (let k = 0; k < r; k++) z[i * r + k] = laneDot(w, wOffset + i * wStride, ts, (b * r + k) * L, n);
+    this.rotateBack(b, head, z, nq, out, outOffset);
+  }
+
+  protected scoreBlocksWasm(nb: number, head: number, q: Float32Array, qOffset: number, nq: number, nTokens: number, o: number, outStride: number): void {
+    const { heap, k } = this.wasm as Wasm;
+    const { r, L, headDim, ts } = this;
+    const [pA] = scratchParts(heap, [nq * r * 4]);
+    const a = new Float32Array(heap.buffer(), pA, nq * r);
+    const staged = new Float32Array(heap.buffer(), o, (nq - 1) * outStride + nTokens);
+    const qrot = new Float64Array(r);
+    for (let b = 0; b < nb; b++) {
+      const n = Math.min(L, nTokens - b * L);
+      for (let i = 0; i < nq; i++) {
+        this.rotateQuery(b, head, q, qOffset + i * headDim, qrot, a, i * r);
+        staged.fill(0, i * outStride + b * L, i * outStride + b * L + n);
       }
-      for (let d = 0; d < headDim; d++) out[outOffset + i * headDim + d] += quant.dot((b * width + head * headDim + d) * r, r, z, 0);
+      k.dqF16Axpy(o + b * L * 4, outStride, pA, r, nq, ts.byteOffset + b * r * L * 2, L, r, n);
+    }
+  }
+
+  protected accumulateBlocksWasm(nb: number, head: number, wp: number, wStride: number, nq: number, nTokens: number, out: Float32Array, outOffset: number): void {
+    const { heap, k } = this.wasm as Wasm;
+    const { r, L, ts } = this;
+    const [pZ] = scratchParts(heap, [nq * r * 4]);
+    const z = new Float32Array(heap.buffer(), pZ, nq * r);
+    for (let b = 0; b < nb; b++) {
+      k.dqF16Dots(pZ, r, wp + b * L * 4, wStride, nq, ts.byteOffset + b * r * L * 2, L, r, Math.min(L, nTokens - b * L));
+      this.rotateBack(b, head, z, nq, out, outOffset);
     }
   }
 
@@ -731,7 +1176,7 @@ class PathBCodec extends BlockCodec {
   }
 }
 
-const PARAMS = ['c', 'l', 'path', 'n', 'group', 'basis', 'mode'];
+const PARAMS = ['c', 'l', 'path', 'n', 'group', 'basis', 'mode', 'dot', 'kernel'];
 
 function intParam(spec: ParsedSpec, key: string, min: number): number | undefined {
   const v = spec.params.get(key);
@@ -761,6 +1206,8 @@ function parseOptions(spec: ParsedSpec, ctx: CodecContext): DecoQuantOptions {
   const path = choice(spec, 'path', ['a', 'b'] as const, 'a');
   const basis = choice(spec, 'basis', ['layer', 'head'] as const, 'layer');
   const mode = choice(spec, 'mode', ['sym', 'asym'] as const, 'sym');
+  const dot = choice(spec, 'dot', ['int', 'f32'] as const, 'int');
+  const kernel = choice(spec, 'kernel', ['wasm', 'ts'] as const, 'wasm');
   const l = intParam(spec, 'l', 1) ?? 1024;
   const group = intParam(spec, 'group', 1);
   const width = ctx.nKvHeads * ctx.headDim;
@@ -768,11 +1215,12 @@ function parseOptions(spec: ParsedSpec, ctx: CodecContext): DecoQuantOptions {
     for (const key of ['c', 'n', 'basis']) {
       if (spec.params.has(key)) throw new CodecSpecError(`decoquant: ${key} applies to path A only (path B decomposes the whole transposed block: one SVD, per-channel scales)`);
     }
+    if (spec.params.has('dot')) throw new CodecSpecError('decoquant: dot applies to path A only (path B scores against its fp16 T_S, in float)');
     const r = Math.min(width, l);
     if (group !== undefined && r % group !== 0) {
       throw new CodecSpecError(`decoquant: group=${group} must divide the per-channel row of T_L, r = min(row width ${width}, l=${l}) = ${r}; valid: ${divisors(r).join(', ')}`);
     }
-    return { bits, path, c: 0, l, n: 2, group, basis, mode };
+    return { bits, path, c: 0, l, n: 2, group, basis, mode, dot, kernel };
   }
   const c = intParam(spec, 'c', 1) ?? 16;
   if (basis === 'head' && ctx.headDim % c !== 0) {
@@ -786,7 +1234,7 @@ function parseOptions(spec: ParsedSpec, ctx: CodecContext): DecoQuantOptions {
     const most = Math.max(2, 1 + primeFactors(c).length);
     throw new CodecSpecError(`decoquant: n=${n} needs c=${c} to split into ${n - 1} factors ≥ 2, one per auxiliary tensor; valid n for c=${c}: 2 … ${most}`);
   }
-  const o: DecoQuantOptions = { bits, path, c, l, n, group, basis, mode };
+  const o: DecoQuantOptions = { bits, path, c, l, n, group, basis, mode, dot, kernel };
   const shape = pathAShape(c, n, l, basis === 'head' ? ctx.headDim : width);
   const rowLen = (width / c) * shape.dl * shape.dr;
   if (group !== undefined && rowLen % group !== 0) {
@@ -802,19 +1250,34 @@ function canonical(o: DecoQuantOptions): string {
   if (o.group !== undefined) s += `,group=${o.group}`;
   if (o.basis === 'head') s += ',basis=head';
   if (o.mode === 'asym') s += ',mode=asym';
+  if (o.dot === 'f32') s += ',dot=f32';
+  if (o.kernel === 'ts') s += ',kernel=ts';
   return s;
 }
 
 function createDecoQuant(spec: ParsedSpec, ctx: CodecContext): KvCodec {
   const o = parseOptions(spec, ctx);
-  if (o.path === 'b') return new PathBCodec(canonical(o), ctx, o);
-  return new PathACodec(canonical(o), ctx, o, pathAShape(o.c, o.n, o.l, o.basis === 'head' ? ctx.headDim : ctx.nKvHeads * ctx.headDim));
+  const build = (storage: Storage): KvCodec =>
+    o.path === 'b'
+      ? new PathBCodec(canonical(o), ctx, o, storage)
+      : new PathACodec(canonical(o), ctx, o, pathAShape(o.c, o.n, o.l, o.basis === 'head' ? ctx.headDim : ctx.nKvHeads * ctx.headDim), storage);
+  if (o.kernel === 'wasm') {
+    const storage = new Storage(wasmHeap());
+    try {
+      return build(storage);
+    } catch (e) {
+      // The heap refuses past wasm32's 4 GiB: this cache goes to ordinary memory and the TS paths.
+      storage.release();
+      if (!(e instanceof RangeError)) throw e;
+    }
+  }
+  return build(new Storage(undefined));
 }
 
 export const decoquantCodecs: CodecFactory[] = [
   {
     name: 'decoquant',
-    summary: 'DecoQuant: MPO/SVD of each L-token block, large factor at 2/4/8 bits, small factors fp16 (decoquant:4,c=16,l=1024)',
+    summary: 'DecoQuant: MPO/SVD of each L-token block, large factor at 2/4/8 bits, small factors fp16 (decoquant:4,c=16,l=1024) [,dot=int|f32][,kernel=wasm|ts]',
     create: (spec, ctx) => createDecoQuant(spec, ctx),
   },
 ];

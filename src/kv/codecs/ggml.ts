@@ -1,10 +1,11 @@
 // llama.cpp's block-quantized KV cache types (methods.md §10.2): q8_0, q4_0, q4_1, q5_0, q5_1,
 // iq4_nl, bit-exact with ggml (numeric/ggml-blocks.ts).
 //
-// Layout: as in llama.cpp, blocks of 32 run along each token's contiguous row, per KV head:
-// token t, head h holds ceil(headDim/32) blocks, the full ones in ggml's own struct layout
-// (byte-identical to llama.cpp's cache: its x86 CPU write path, which for q8_0 is the AVX2
-// quantizer, not quantize_row_q8_0_ref; see Q8Path).
+// Layout: as in llama.cpp, blocks of 32 run along each head's vector: token t, head h holds
+// ceil(headDim/32) blocks, the full ones in ggml's own struct layout (byte-identical to
+// llama.cpp's cache: its x86 CPU write path, which for q8_0 is the AVX2 quantizer, not
+// quantize_row_q8_0_ref; see Q8Path). Heads are stored one after another (head h's tokens in
+// order), so attention over one KV head reads one contiguous run of blocks.
 //
 // Head dims that are not a multiple of 32 (stories260K: 8): each head's vector is quantized as if
 // zero-padded to the next multiple of 32, which is exactly what llama.cpp computes on a model
@@ -24,7 +25,13 @@
 // order, so a score equals llama.cpp's bit for bit. The spec parameter dot=f32 instead takes the
 // float32 query times the dequantized key (no query rounding), which the conformance battery's
 // decode-then-multiply check needs. accumulate(): out += Σ p_t·dequant(v_t) in float32, as
-// llama.cpp's flash-attention CPU path dequantizes V rows to float32 and multiply-adds them.
+// llama.cpp's flash-attention CPU path dequantizes V rows to float32 and multiply-adds them
+// (product and sum each rounded to float32, token by token: WASM SIMD has no fused multiply-add).
+//
+// Storage sits in the WASM heap when it fits, and scores()/accumulate() then run
+// assembly/attn-ggml.ts: q8 scores and accumulate() equal the plain-TS path bit for bit; dot=f32
+// scores sum in float32 lanes where the plain-TS path sums in double, so they agree within float
+// rounding. Storage that does not fit stays in ordinary arrays on the plain-TS path.
 //
 // Reconstruction bound (tested): with A the largest |x| of a block of n real values, ε = 2^-11
 // the fp16 rounding of a scale, L = 127 / 8 / 16 the level of A for q8_0 / q4_0 / q5_0
@@ -57,9 +64,26 @@ import {
   type BlockFormat,
   type GgmlBlockType,
 } from '../../numeric/ggml-blocks.js';
+import type { WasmHeap } from '../../kernels/wasm/runtime.js';
 import { assertFinite, CodecSpecError, type CodecContext, type CodecFactory, type KvCodec, type ParsedSpec } from '../codec.js';
+import {
+  accumulateOut,
+  allocateStorage,
+  attnKernels,
+  attnTile,
+  flushAccumulated,
+  flushScores,
+  queryIn,
+  queryScratch,
+  scoresOut,
+  scratch,
+  weightsIn,
+} from './attn-wasm.js';
 
 const fr = Math.fround;
+
+/** Type ids of assembly/attn-ggml.ts. */
+const KERNEL_TYPE: Readonly<Record<GgmlBlockType, number>> = { q8_0: 0, q4_0: 1, q4_1: 2, q5_0: 3, q5_1: 4, iq4_nl: 5 };
 
 /** How scores() multiplies: llama.cpp's quantized query and integer vec_dot, or float32. */
 type DotMode = 'q8' | 'f32';
@@ -101,6 +125,7 @@ class GgmlCodec implements KvCodec {
   private readonly headBytes: number;
   private readonly rowBytes: number;
   private readonly data: Uint8Array;
+  private readonly heap?: WasmHeap;
   // Scratch, allocated once: one padded block in and out, and one head unpacked.
   private readonly pad = new Float32Array(QK);
   private readonly block: Uint8Array;
@@ -129,7 +154,9 @@ class GgmlCodec implements KvCodec {
     this.nb = Math.ceil(ctx.headDim / QK);
     this.headBytes = ggmlHeadBytes(type, ctx.headDim);
     this.rowBytes = ctx.nKvHeads * this.headBytes;
-    this.data = new Uint8Array(ctx.capacity * this.rowBytes);
+    const { arrays, heap } = allocateStorage(this, (a) => a.u8(ctx.capacity * this.rowBytes));
+    this.data = arrays;
+    this.heap = heap;
     this.block = new Uint8Array(this.f.bytes);
     // Padding levels stay 0: they only ever meet the query's zero padding.
     this.kLevels = new Int32Array(this.nb * QK);
@@ -139,14 +166,14 @@ class GgmlCodec implements KvCodec {
   }
 
   append(src: Float32Array, count: number): void {
-    const { ctx, width, headDim, rowBytes } = this;
+    const { ctx, width, headDim } = this;
     if (this.length + count > ctx.capacity) {
       throw new RangeError(`KV cache full: layer ${ctx.layer} ${ctx.role} holds ${this.length} of ${ctx.capacity} tokens, cannot append ${count}`);
     }
     assertFinite(src, count * width, ctx, this.length);
     for (let r = 0; r < count; r++) {
       for (let h = 0; h < ctx.nKvHeads; h++) {
-        const ok = this.encodeHead(src, r * width + h * headDim, (this.length + r) * rowBytes + h * this.headBytes);
+        const ok = this.encodeHead(src, r * width + h * headDim, this.at(this.length + r, h));
         if (!ok) {
           throw new RangeError(
             `${this.spec}: ${ctx.role} of layer ${ctx.layer} (token ${this.length + r}, head ${h}) exceeds the range of the format's fp16 scale`,
@@ -240,12 +267,13 @@ class GgmlCodec implements KvCodec {
 
   scores(head: number, q: Float32Array, qOffset: number, nq: number, nTokens: number, out: Float32Array, outOffset: number, outStride: number): void {
     this.checkRange(nTokens);
-    const { rowBytes, headDim } = this;
-    const at0 = head * this.headBytes;
+    if (this.heap) return this.scoresWasm(this.heap, head, q, qOffset, nq, nTokens, out, outOffset, outStride);
+    const { headBytes, headDim } = this;
+    const at0 = this.at(0, head);
     if (this.dot === 'f32') {
       const v = this.values;
       for (let t = 0; t < nTokens; t++) {
-        this.dequantHead(at0 + t * rowBytes, v, 0);
+        this.dequantHead(at0 + t * headBytes, v, 0);
         for (let i = 0; i < nq; i++) {
           const qo = qOffset + i * headDim;
           let s = 0;
@@ -258,34 +286,73 @@ class GgmlCodec implements KvCodec {
     this.quantizeQueries(q, qOffset, nq);
     const { type, nb, kLevels, kd, km, qLevels, qd, qs } = this;
     for (let t = 0; t < nTokens; t++) {
-      this.unpackHead(at0 + t * rowBytes);
+      this.unpackHead(at0 + t * headBytes);
       for (let i = 0; i < nq; i++) out[outOffset + i * outStride + t] = laneDot(type, nb, headDim, kLevels, kd, km, 0, qLevels, qd, qs, i * nb);
     }
   }
 
   accumulate(head: number, w: Float32Array, wOffset: number, wStride: number, nq: number, nTokens: number, out: Float32Array, outOffset: number): void {
     this.checkRange(nTokens);
-    const { rowBytes, headDim, values: v } = this;
-    const at0 = head * this.headBytes;
+    if (this.heap) return this.accumulateWasm(this.heap, head, w, wOffset, wStride, nq, nTokens, out, outOffset);
+    const { headBytes, headDim, values: v } = this;
+    const at0 = this.at(0, head);
     for (let t = 0; t < nTokens; t++) {
-      this.dequantHead(at0 + t * rowBytes, v, 0);
+      this.dequantHead(at0 + t * headBytes, v, 0);
       for (let i = 0; i < nq; i++) {
         const p = w[wOffset + i * wStride + t];
         const oo = outOffset + i * headDim;
-        for (let d = 0; d < headDim; d++) out[oo + d] += p * v[d];
+        for (let d = 0; d < headDim; d++) out[oo + d] += fr(p * v[d]);
       }
     }
+  }
+
+  private scoresWasm(heap: WasmHeap, head: number, q: Float32Array, qOffset: number, nq: number, nTokens: number, out: Float32Array, outOffset: number, outStride: number): void {
+    const { nb, nFull, tail, headDim, headBytes } = this;
+    const kernels = attnKernels(heap);
+    const type = KERNEL_TYPE[this.type];
+    const k = this.data.byteOffset + this.at(0, head);
+    const qp = queryIn(heap, q, qOffset, nq * headDim);
+    const o = scoresOut(heap, out, outOffset, outStride, nq, nTokens);
+    if (this.dot === 'f32') {
+      const s = scratch(heap, (attnTile(heap) * headDim + nb * 10) * 4);
+      kernels.ggmlScoresF32(type, k, headBytes, nTokens, nFull, tail, headDim, qp, nq, o.ptr, o.stride, s);
+    } else {
+      // Converted queries: nq·nb blocks of 32 int8 levels, then their d and s.
+      const ql = queryScratch(heap, nq * nb * (QK + 8));
+      const qd = ql + nq * nb * QK;
+      const qs = qd + nq * nb * 4;
+      if (kernels.ggmlQuantizeQuery(this.f.vecDotType === 'q8_1' ? 1 : 0, qp, nq, headDim, nb, ql, qd, qs) !== 0) {
+        throw new RangeError(`${this.spec}: query exceeds the range of ${this.f.vecDotType}'s fp16 scale`);
+      }
+      kernels.ggmlScores(type, k, headBytes, nTokens, nFull, tail, ql, qd, qs, nq, o.ptr, o.stride, scratch(heap, nb * (QK + 8)));
+    }
+    flushScores(heap, out, outOffset, outStride, nq, nTokens);
+  }
+
+  private accumulateWasm(heap: WasmHeap, head: number, w: Float32Array, wOffset: number, wStride: number, nq: number, nTokens: number, out: Float32Array, outOffset: number): void {
+    const { nb, nFull, tail, headDim, headBytes } = this;
+    const wp = weightsIn(heap, w, wOffset, wStride, nq, nTokens);
+    const op = accumulateOut(heap, out, outOffset, nq * headDim);
+    const s = scratch(heap, (attnTile(heap) * headDim + nb * 10) * 4);
+    const v = this.data.byteOffset + this.at(0, head);
+    attnKernels(heap).ggmlAccumulate(KERNEL_TYPE[this.type], v, headBytes, nTokens, nFull, tail, headDim, wp.ptr, wp.stride, nq, op, s);
+    flushAccumulated(heap, out, outOffset, nq * headDim);
   }
 
   bytes(): number {
     return this.length * this.rowBytes;
   }
 
+  /** Byte offset of token t's head h: heads are stored one after another, each its tokens in order. */
+  private at(t: number, h: number): number {
+    return (h * this.ctx.capacity + t) * this.headBytes;
+  }
+
   decode(t0: number, t1: number, out: Float32Array): void {
     this.checkRange(t1);
-    const { ctx, rowBytes, headBytes, headDim, width } = this;
+    const { ctx, headDim, width } = this;
     for (let t = t0; t < t1; t++) {
-      for (let h = 0; h < ctx.nKvHeads; h++) this.dequantHead(t * rowBytes + h * headBytes, out, (t - t0) * width + h * headDim);
+      for (let h = 0; h < ctx.nKvHeads; h++) this.dequantHead(this.at(t, h), out, (t - t0) * width + h * headDim);
     }
   }
 

@@ -14,15 +14,42 @@
 // append store identical bits.
 //
 // Number formats (KIVI's code, methods.md §2.2): B-bit codes packed LSB-first with
-// numeric/bitpack; scales, zero points and the residual are fp16. Codes sit in row-major
-// (token, channel) order on both axes, where KIVI's code packs keys transposed (tokens along the
-// word); the byte count is the same and one layout serves both axes.
+// numeric/bitpack; scales, zero points and the residual are fp16. Codes sit head by head, each
+// head's in (token, channel) order on both axes (KIVI's code packs keys transposed, tokens along
+// the word; the byte count is the same), so attention over one KV head reads one contiguous run;
+// scales and zero points likewise (IntLayout in ref/int-products.ts).
 // fp16 bounds the inputs to |x| ≤ 65504: larger values are refused (RangeError) before anything
 // is stored, and within that bound no scale or zero point can overflow.
+//
+// Attention (design.md, "Kernels on CPU"), in the integer domain by default (dot=i8; formulas in
+// ref/int-products.ts): scores() quantizes the query to int8 per group and dots it with the codes
+// in integer arithmetic, applying scale and zero point after each group's sum (per-channel keys
+// fold their scales into the query first); the query's rounding moves a score by at most
+// Σ_g d_g/2·Σ_c |s·level_c| (d_g = max|q_g|/127; tested), near 1/254 of the group's products.
+// accumulate() on per-token groups quantizes the weights p·s of each tile of 16 tokens to int16
+// (σ = max/32767) and sums weight × code in integers, within σ/2·Σ|level| per tile (tested).
+// dot=f32 keeps float32 queries and weights: the exact products the conformance battery checks.
+// Residual tokens are fp16 and always take the float path. Storage sits in the WASM heap when it
+// fits and the SIMD kernels of assembly/attn-int.ts then compute these products bit-identically to
+// the plain-TS twins (float-query scores within float rounding); otherwise the twins run.
 
+import type { WasmHeap } from '../../kernels/wasm/runtime.js';
 import { getCode, packedWords, setCode } from '../../numeric/bitpack.js';
 import { f16Table, f32ToF16 } from '../../numeric/f16.js';
 import { assertFinite, CodecSpecError, type CodecContext, type KvCodec, type ParsedSpec } from '../codec.js';
+import {
+  accumulateOut,
+  allocateStorage,
+  attnKernels,
+  attnTile,
+  flushAccumulated,
+  flushScores,
+  queryIn,
+  scoresOut,
+  scratch,
+  weightsIn,
+} from './attn-wasm.js';
+import { accumulateI16Ref, ACC_TILE, CHANNEL_QUERY_GROUP, scoresI8Ref, type IntLayout } from './ref/int-products.js';
 import { RowDecodingCodec } from './row-codec.js';
 
 /** Largest finite fp16. */
@@ -118,6 +145,17 @@ export interface GroupQuantOptions {
   readonly group: number | 'row';
   /** fp16 residual: FIFO length (axis token) or block length, a multiple of group (axis channel). */
   readonly residual: number;
+  /** How attention multiplies: in integers (int8 query, int16 weights; default) or float32 (exact). */
+  readonly dot?: IntDotMode;
+}
+
+export type IntDotMode = 'i8' | 'f32';
+
+/** The spec's dot=i8|f32 parameter (i8 when absent). */
+export function parseIntDot(spec: ParsedSpec): IntDotMode {
+  const dot = spec.params.get('dot') ?? 'i8';
+  if (dot !== 'i8' && dot !== 'f32') throw new CodecSpecError(`${spec.name}: dot must be i8 (integer products: int8 query, int16 weights) or f32 (float query and weights) (got "${dot}")`);
+  return dot;
 }
 
 /**
@@ -143,12 +181,18 @@ export class GroupQuantCodec extends RowDecodingCodec implements KvCodec {
   /** Channels (axis token, per head) or tokens (axis channel) per group. */
   private readonly g: number;
   private readonly groupsPerRow: number;
+  /** Per-token groups covering one head (1 for 'row'); 0 on axis channel. */
+  private readonly perHead: number;
   private readonly codes: Uint32Array;
   private readonly scales: Uint16Array;
   private readonly zeros: Uint16Array;
   /** fp16 bits; token t sits in slot t mod R. */
   private readonly res: Uint16Array;
   private readonly row: Float32Array;
+  private readonly layout: IntLayout;
+  /** Set when storage is in the WASM heap: the heap and the byte offset of the layout as
+   * assembly/attn-int.ts reads it (int32 fields). */
+  private readonly wasm?: { readonly heap: WasmHeap; readonly desc: number };
 
   constructor(
     readonly spec: string,
@@ -173,11 +217,167 @@ export class GroupQuantCodec extends RowDecodingCodec implements KvCodec {
       this.groupsPerRow = 0;
       nGroups = Math.ceil(capacity / o.group) * this.width;
     }
-    this.codes = new Uint32Array(packedWords(capacity * this.width, o.bits));
-    this.scales = new Uint16Array(nGroups);
-    this.zeros = new Uint16Array(o.sym ? 0 : nGroups);
-    this.res = new Uint16Array(Math.min(o.residual, capacity) * this.width);
+    const { arrays, heap } = allocateStorage(this, (a) => ({
+      codes: a.u32(packedWords(capacity * this.width, o.bits)),
+      scales: a.u16(nGroups),
+      zeros: a.u16(o.sym ? 0 : nGroups),
+      res: a.u16(Math.min(o.residual, capacity) * this.width),
+      desc: a.i32(12),
+    }));
+    this.codes = arrays.codes;
+    this.scales = arrays.scales;
+    this.zeros = arrays.zeros;
+    this.res = arrays.res;
     this.row = new Float32Array(this.width);
+    const whole = o.axis === 'token' && o.group === 'row';
+    this.perHead = o.axis === 'channel' ? 0 : whole ? 1 : this.groupsPerRow / nKvHeads;
+    // Head-major: head h's codes (and its groups' scales) for all tokens form one run.
+    let headScales: number;
+    let tokenScales: number;
+    if (o.axis === 'channel') {
+      tokenScales = headDim;
+      headScales = Math.ceil(capacity / this.g) * headDim;
+    } else {
+      tokenScales = this.perHead;
+      headScales = whole ? 0 : capacity * this.perHead;
+    }
+    this.layout = {
+      codes: this.codes,
+      scales: this.scales,
+      zeros: o.sym ? undefined : this.zeros,
+      bits: o.bits,
+      offset: this.q.offset,
+      headDim,
+      axis: o.axis,
+      headCodes: capacity * headDim,
+      headScales,
+      tokenScales,
+      span: o.axis === 'channel' ? Math.min(CHANNEL_QUERY_GROUP, headDim) : whole ? headDim : this.g,
+      tokensPerGroup: o.axis === 'channel' ? this.g : 0,
+    };
+    if (heap) {
+      const L = this.layout;
+      // Field order: assembly/attn-int.ts D_*.
+      arrays.desc.set([
+        L.codes.byteOffset,
+        L.scales.byteOffset,
+        L.zeros ? L.zeros.byteOffset : 0,
+        L.bits,
+        L.headDim,
+        L.offset,
+        L.axis === 'token' ? 0 : 1,
+        L.headCodes,
+        L.headScales,
+        L.tokenScales,
+        L.span,
+        L.tokensPerGroup,
+      ]);
+      this.wasm = { heap, desc: arrays.desc.byteOffset };
+    }
+  }
+
+  /** How attention multiplies (the spec's dot parameter). */
+  get dot(): IntDotMode {
+    return this.o.dot ?? 'i8';
+  }
+
+  override scores(head: number, q: Float32Array, qOffset: number, nq: number, nTokens: number, out: Float32Array, outOffset: number, outStride: number): void {
+    this.checkRange(nTokens);
+    const nCodes = Math.min(nTokens, this.qLen);
+    if (this.wasm) return this.scoresWasm(this.wasm.heap, this.wasm.desc, head, q, qOffset, nq, nTokens, nCodes, out, outOffset, outStride);
+    if (this.dot === 'f32') return this.scoresRange(head, q, qOffset, nq, 0, nTokens, out, outOffset, outStride);
+    scoresI8Ref(this.layout, head, q, qOffset, nq, nCodes, out, outOffset, outStride);
+    this.scoresRange(head, q, qOffset, nq, nCodes, nTokens, out, outOffset, outStride);
+  }
+
+  override accumulate(head: number, w: Float32Array, wOffset: number, wStride: number, nq: number, nTokens: number, out: Float32Array, outOffset: number): void {
+    this.checkRange(nTokens);
+    if (this.wasm) return this.accumulateWasm(this.wasm.heap, this.wasm.desc, head, w, wOffset, wStride, nq, nTokens, out, outOffset);
+    this.accumulateRange(head, w, wOffset, wStride, nq, 0, nTokens, out, outOffset);
+  }
+
+  private scoresWasm(heap: WasmHeap, desc: number, head: number, q: Float32Array, qOffset: number, nq: number, nTokens: number, nCodes: number, out: Float32Array, outOffset: number, outStride: number): void {
+    const { headDim } = this;
+    const kernels = attnKernels(heap);
+    const qp = queryIn(heap, q, qOffset, nq * headDim);
+    const o = scoresOut(heap, out, outOffset, outStride, nq, nTokens);
+    const s = scratch(heap, Math.max(kernels.intScratchBytes(headDim, nq), attnTile(heap) * headDim * 4));
+    if (nCodes > 0) {
+      const run = this.dot === 'i8' ? kernels.intScoresI8 : kernels.intScoresF32;
+      run(desc, head, nCodes, qp, nq, o.ptr, o.stride, s);
+    }
+    this.forResidual(head, nCodes, nTokens, (at, t, n) => kernels.attnScoresFp(1, at, this.width * 2, n, qp, nq, headDim, o.ptr + t * 4, o.stride, s));
+    flushScores(heap, out, outOffset, outStride, nq, nTokens);
+  }
+
+  private accumulateWasm(heap: WasmHeap, desc: number, head: number, w: Float32Array, wOffset: number, wStride: number, nq: number, nTokens: number, out: Float32Array, outOffset: number): void {
+    const { headDim } = this;
+    const kernels = attnKernels(heap);
+    const wp = weightsIn(heap, w, wOffset, wStride, nq, nTokens);
+    const op = accumulateOut(heap, out, outOffset, nq * headDim);
+    const s = scratch(heap, Math.max(kernels.intScratchBytes(headDim, nq), attnTile(heap) * headDim * 4));
+    const nCodes = Math.min(nTokens, this.qLen);
+    if (nCodes > 0) kernels.intAccumulate(desc, head, nCodes, wp.ptr, wp.stride, nq, op, s, this.dot === 'i8' ? ACC_TILE : 0);
+    this.forResidual(head, nCodes, nTokens, (at, t, n) => kernels.attnAccumulateFp(1, at, this.width * 2, n, wp.ptr + t * 4, wp.stride, nq, headDim, op, s));
+    flushAccumulated(heap, out, outOffset, nq * headDim);
+  }
+
+  /**
+   * Plain-TS twin of the accumulate kernels, every product and sum rounded to float32 in the
+   * kernels' order (tokens from t0 = 0). Codes in per-token groups: with dot=i8 int16 weights per
+   * tile (ref/int-products.ts); with dot=f32 out += (p·s)·(code − off) token by token, then
+   * Σ_t p·z per group once (the scale factored out, as in scores()). Codes in per-channel groups
+   * and residual tokens: out += p·v̂ (v̂ exact: code·s + z is exact in double, rounded once).
+   */
+  protected override accumulateRange(head: number, w: Float32Array, wOffset: number, wStride: number, nq: number, t0: number, t1: number, out: Float32Array, outOffset: number): void {
+    const fr = Math.fround;
+    const hd = this.headDim;
+    const L = this.layout;
+    const row = this.row;
+    let t = t0;
+    if (L.axis === 'token' && this.dot === 'i8') {
+      t = Math.min(t1, this.qLen);
+      accumulateI16Ref(L, head, w, wOffset, wStride, nq, t, out, outOffset);
+    } else if (L.axis === 'token') {
+      const tq = Math.min(t1, this.qLen);
+      const nG = Math.ceil(hd / L.span);
+      const zAcc = new Float32Array(nq * nG);
+      for (; t < tq; t++) {
+        for (let c = 0; c < hd; c++) row[c] = getCode(L.codes, head * L.headCodes + t * hd + c, L.bits) - L.offset;
+        const sk = head * L.headScales + t * L.tokenScales;
+        for (let i = 0; i < nq; i++) {
+          const p = w[wOffset + i * wStride + t];
+          const oo = outOffset + i * hd;
+          for (let g = 0; g < nG; g++) {
+            const a = fr(p * f16Table[L.scales[sk + g]]);
+            if (L.zeros) zAcc[i * nG + g] = fr(zAcc[i * nG + g] + fr(p * f16Table[L.zeros[sk + g]]));
+            for (let c = g * L.span; c < Math.min((g + 1) * L.span, hd); c++) out[oo + c] = fr(out[oo + c] + fr(a * row[c]));
+          }
+        }
+      }
+      if (L.zeros && tq > t0) {
+        for (let i = 0; i < nq; i++) for (let c = 0; c < hd; c++) out[outOffset + i * hd + c] = fr(out[outOffset + i * hd + c] + zAcc[i * nG + Math.floor(c / L.span)]);
+      }
+    }
+    for (; t < t1; t++) {
+      this.decodeHeadRow(t, head, row, 0);
+      for (let i = 0; i < nq; i++) {
+        const p = w[wOffset + i * wStride + t];
+        const oo = outOffset + i * hd;
+        for (let d = 0; d < hd; d++) out[oo + d] = fr(out[oo + d] + fr(p * row[d]));
+      }
+    }
+  }
+
+  /** Calls run(byte offset of head `head` of token t in the residual ring, t, n) per contiguous run of [t0, t1). */
+  private forResidual(head: number, t0: number, t1: number, run: (at: number, t: number, n: number) => void): void {
+    const R = this.o.residual;
+    for (let t = t0; t < t1; ) {
+      const slot = t % R;
+      const n = Math.min(t1 - t, R - slot);
+      run(this.res.byteOffset + (slot * this.width + head * this.headDim) * 2, t, n);
+      t += n;
+    }
   }
 
   /** Tokens held as codes (the oldest ones). */
@@ -233,7 +433,7 @@ export class GroupQuantCodec extends RowDecodingCodec implements KvCodec {
 
   /** Quantizes this.row as token t, group by group. */
   private quantizeToken(t: number): void {
-    const { q, row, codes, width } = this;
+    const { q, row, codes } = this;
     const bits = this.o.bits;
     for (let k = 0; k < this.groupsPerRow; k++) {
       const [a, b] = this.groupSpan(k);
@@ -244,9 +444,10 @@ export class GroupQuantCodec extends RowDecodingCodec implements KvCodec {
         if (row[c] > mx) mx = row[c];
       }
       q.fit(mn, mx);
-      this.scales[t * this.groupsPerRow + k] = q.scaleBits;
-      if (!q.sym) this.zeros[t * this.groupsPerRow + k] = q.zeroBits;
-      for (let c = a; c < b; c++) setCode(codes, t * width + c, bits, q.encode(row[c]));
+      const si = this.tokenScaleAt(t, k);
+      this.scales[si] = q.scaleBits;
+      if (!q.sym) this.zeros[si] = q.zeroBits;
+      for (let c = a; c < b; c++) setCode(codes, this.codeAt(t, c), bits, q.encode(row[c]));
     }
   }
 
@@ -274,42 +475,48 @@ export class GroupQuantCodec extends RowDecodingCodec implements KvCodec {
         if (x > mx) mx = x;
       }
       q.fit(mn, mx);
-      this.scales[j * width + c] = q.scaleBits;
-      if (!q.sym) this.zeros[j * width + c] = q.zeroBits;
-      for (let t = t0; t < t0 + g; t++) setCode(codes, t * width + c, bits, q.encode(f16Table[res[(t % R) * width + c]]));
+      const h = Math.floor(c / this.headDim);
+      const si = h * this.layout.headScales + j * this.layout.tokenScales + (c - h * this.headDim);
+      this.scales[si] = q.scaleBits;
+      if (!q.sym) this.zeros[si] = q.zeroBits;
+      for (let t = t0; t < t0 + g; t++) setCode(codes, this.codeAt(t, c), bits, q.encode(f16Table[res[(t % R) * width + c]]));
     }
+  }
+
+  /** Code index of token t, channel c of the row (head-major layout). */
+  private codeAt(t: number, c: number): number {
+    const h = Math.floor(c / this.headDim);
+    return h * this.layout.headCodes + t * this.headDim + (c - h * this.headDim);
+  }
+
+  /** Scale index of token t's per-token group k of the row (k = head·perHead + j; 0 for 'row'). */
+  private tokenScaleAt(t: number, k: number): number {
+    if (this.layout.headScales === 0) return t * this.layout.tokenScales + k;
+    const h = Math.floor(k / this.perHead);
+    return h * this.layout.headScales + t * this.layout.tokenScales + (k - h * this.perHead);
   }
 
   /** Writes token t's head h (its stored, dequantized form) to out[offset …]. */
   protected decodeHeadRow(t: number, h: number, out: Float32Array, offset: number): void {
-    const { width, headDim, codes, scales, zeros, q } = this;
+    const { width, headDim, codes, scales, zeros, q, layout: L } = this;
     const bits = this.o.bits;
-    const c0 = h * headDim;
     if (t >= this.qLen) {
-      const base = (t % this.o.residual) * width + c0;
+      const base = (t % this.o.residual) * width + h * headDim;
       for (let d = 0; d < headDim; d++) out[offset + d] = f16Table[this.res[base + d]];
       return;
     }
-    const rowCode = t * width;
+    const code0 = h * L.headCodes + t * headDim;
     if (this.o.axis === 'channel') {
-      const sBase = (t / this.g | 0) * width;
-      for (let c = c0; c < c0 + headDim; c++) {
-        out[offset + c - c0] = q.decode(getCode(codes, rowCode + c, bits), scales[sBase + c], q.sym ? 0 : zeros[sBase + c]);
-      }
+      const s0 = h * L.headScales + Math.floor(t / this.g) * L.tokenScales;
+      for (let d = 0; d < headDim; d++) out[offset + d] = q.decode(getCode(codes, code0 + d, bits), scales[s0 + d], q.sym ? 0 : zeros[s0 + d]);
       return;
     }
-    // The per-token groups covering head h: one slice of the row group, or perHead groups of g.
-    const gpr = this.groupsPerRow;
-    const whole = this.o.group === 'row';
-    const perHead = whole ? 1 : gpr / this.ctx.nKvHeads;
-    const span = whole ? headDim : this.g;
-    for (let k = 0; k < perHead; k++) {
-      const si = t * gpr + (whole ? 0 : h * perHead + k);
-      const scale = scales[si];
-      const zero = q.sym ? 0 : zeros[si];
-      const a = c0 + k * span;
-      const b = Math.min(a + span, c0 + headDim);
-      for (let c = a; c < b; c++) out[offset + c - c0] = q.decode(getCode(codes, rowCode + c, bits), scale, zero);
+    // The per-token groups covering head h: one slice of the row group, or perHead groups of span.
+    const s0 = h * L.headScales + t * L.tokenScales;
+    for (let j = 0; j < this.perHead; j++) {
+      const scale = scales[s0 + j];
+      const zero = q.sym ? 0 : zeros[s0 + j];
+      for (let d = j * L.span; d < Math.min((j + 1) * L.span, headDim); d++) out[offset + d] = q.decode(getCode(codes, code0 + d, bits), scale, zero);
     }
   }
 

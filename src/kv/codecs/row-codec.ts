@@ -26,11 +26,21 @@ export abstract class RowDecodingCodec {
 
   scores(head: number, q: Float32Array, qOffset: number, nq: number, nTokens: number, out: Float32Array, outOffset: number, outStride: number): void {
     this.checkRange(nTokens);
+    this.scoresRange(head, q, qOffset, nq, 0, nTokens, out, outOffset, outStride);
+  }
+
+  accumulate(head: number, w: Float32Array, wOffset: number, wStride: number, nq: number, nTokens: number, out: Float32Array, outOffset: number): void {
+    this.checkRange(nTokens);
+    this.accumulateRange(head, w, wOffset, wStride, nq, 0, nTokens, out, outOffset);
+  }
+
+  /** scores() for tokens [t0, t1) only (out still indexed by t). */
+  protected scoresRange(head: number, q: Float32Array, qOffset: number, nq: number, t0: number, t1: number, out: Float32Array, outOffset: number, outStride: number): void {
     const { scratch: row, ropeTable: rope } = this;
     const hd = this.ctx.headDim;
     const pos0 = this.ctx.firstPosition ?? 0;
-    rope?.ensure(pos0 + nTokens);
-    for (let t = 0; t < nTokens; t++) {
+    rope?.ensure(pos0 + t1);
+    for (let t = t0; t < t1; t++) {
       this.decodeHeadRow(t, head, row, 0);
       rope?.rotate(row, 0, pos0 + t);
       for (let i = 0; i < nq; i++) {
@@ -42,11 +52,11 @@ export abstract class RowDecodingCodec {
     }
   }
 
-  accumulate(head: number, w: Float32Array, wOffset: number, wStride: number, nq: number, nTokens: number, out: Float32Array, outOffset: number): void {
-    this.checkRange(nTokens);
+  /** accumulate() over tokens [t0, t1) only (w still indexed by t). */
+  protected accumulateRange(head: number, w: Float32Array, wOffset: number, wStride: number, nq: number, t0: number, t1: number, out: Float32Array, outOffset: number): void {
     const row = this.scratch;
     const hd = this.ctx.headDim;
-    for (let t = 0; t < nTokens; t++) {
+    for (let t = t0; t < t1; t++) {
       this.decodeHeadRow(t, head, row, 0);
       for (let i = 0; i < nq; i++) {
         const p = w[wOffset + i * wStride + t];
