@@ -14,7 +14,6 @@
  * --json prints one JSON array on stdout, an object per (codec, ctx):
  * {codec, ctx, msPerToken, bytesRead, gbPerS, ratioVsFp16}. Progress goes to stderr.
  */
-import { parseArgs } from 'node:util';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { softmax } from '../kernels/wasm/ops.js';
@@ -23,6 +22,7 @@ import type { CodecContext, KvCodec } from '../kv/codec.js';
 import { attnKernels } from '../kv/codecs/attn-wasm.js';
 import { codecFactory, codecNames, createCodec } from '../kv/registry.js';
 import { Rng } from '../engine/rng.js';
+import { benchArgs, splitCodecs } from './args.js';
 
 export interface AttentionRow {
   readonly codec: string;
@@ -230,16 +230,14 @@ function table(rows: Measured[], ratio: (m: Measured) => number, dram: number, s
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      ctx: { type: 'string' },
-      codecs: { type: 'string' },
-      heads: { type: 'string', default: '8' },
-      'kv-heads': { type: 'string', default: '8' },
-      'head-dim': { type: 'string', default: '64' },
-      threads: { type: 'string', default: '1' },
-      json: { type: 'boolean', default: false },
-    },
+  const values = benchArgs('bench:attention', 'npm run bench:attention -- [--ctx N,N…] [--codecs A,B…] [--heads 8] [--kv-heads 8] [--head-dim 64] [--threads 1] [--json]', {
+    ctx: { type: 'string' },
+    codecs: { type: 'string' },
+    heads: { type: 'string', default: '8' },
+    'kv-heads': { type: 'string', default: '8' },
+    'head-dim': { type: 'string', default: '64' },
+    threads: { type: 'string', default: '1' },
+    json: { type: 'boolean', default: false },
   });
   const ctxs = values.ctx === undefined ? DEFAULT_CTX : values.ctx.split(',').map((s) => positiveInt('--ctx', s));
   const shape: Shape = {
@@ -253,7 +251,7 @@ async function main(): Promise<void> {
 
   let specs: string[];
   if (values.codecs !== undefined) {
-    specs = values.codecs.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+    specs = splitCodecs(values.codecs);
     if (specs.length === 0) fail('--codecs names no codec');
     for (const s of specs) {
       try {

@@ -10,10 +10,12 @@ import { fork } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { loadModel } from '../engine/model.js';
 import { Rng } from '../engine/rng.js';
 import { renderVegaLite } from '../eval/render.js';
+import { benchArgs, splitCodecs } from './args.js';
+
+const USAGE = 'npm run bench:decode -- --model M [--codecs A,B…] [--depths 0,512,…] [--decode-tokens N] [--prefill N] [--threads N] [--peer FILE] [--json] [--out DIR]';
 
 export interface DecodeRow {
   readonly engine: 'lowkv' | 'llama.cpp';
@@ -46,7 +48,7 @@ function randomTokens(rng: Rng, n: number, vocab: number): number[] {
 }
 
 async function runChild(job: ChildJob): Promise<DecodeRow[]> {
-  const model = await loadModel(job.model);
+  const model = await loadModel(job.model, { threads: job.threads });
   const { llama } = model;
   const vocab = model.config.vocabSize;
   const maxDepth = Math.max(...job.depths);
@@ -149,8 +151,7 @@ function markdown(rows: readonly DecodeRow[], peer: readonly DecodeRow[]): strin
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
+  const values = benchArgs('bench:decode', USAGE, {
       model: { type: 'string' },
       codecs: { type: 'string', default: 'f16,q8_0,q4_0,rtn:4,kivi:4,kivi:2,decoquant:4,l=64' },
       depths: { type: 'string', default: '0,512,1024,2048,4096,16384' },
@@ -160,10 +161,9 @@ async function main(): Promise<void> {
       peer: { type: 'string' },
       json: { type: 'boolean', default: false },
       out: { type: 'string' },
-    },
   });
   const fail = (why: string): never => {
-    process.stderr.write(`bench:decode: ${why}\nusage: npm run bench:decode -- --model M [--codecs a;b] [--depths 0,512,…] [--decode-tokens N] [--prefill N] [--peer FILE] [--json] [--out DIR]\n`);
+    process.stderr.write(`bench:decode: ${why}\nusage: ${USAGE}\n`);
     process.exit(2);
   };
   if (!values.model) fail('--model is required');
@@ -177,9 +177,7 @@ async function main(): Promise<void> {
   const [decodeTokens] = ints('--decode-tokens', values['decode-tokens']!, 1);
   const [prefill] = ints('--prefill', values.prefill!, 1);
   const [threads] = ints('--threads', values.threads!, 1);
-  // Codec specs contain commas (decoquant:4,l=64): the list is separated by ';' or spaces when
-  // any item has one, else by commas.
-  const codecs = values.codecs!.includes(';') || values.codecs!.includes(' ') ? values.codecs!.split(/[;\s]+/).filter(Boolean) : splitCodecs(values.codecs!);
+  const codecs = splitCodecs(values.codecs!);
   const peer = values.peer ? readPeer(values.peer) : [];
 
   const rows: DecodeRow[] = [];
@@ -196,16 +194,6 @@ async function main(): Promise<void> {
     await renderVegaLite(plotSpec([...rows, ...peer], values.model!), join(values.out, 'decode'));
     process.stderr.write(`wrote decode.json, decode.md, decode.svg, decode.png in ${values.out}\n`);
   }
-}
-
-/** Splits "f16,q8_0,decoquant:4,l=64" at commas that start a new codec (not key=value options). */
-export function splitCodecs(list: string): string[] {
-  const out: string[] = [];
-  for (const part of list.split(',')) {
-    if (out.length && /^[a-z_][a-z0-9_]*=|^hadamard$/i.test(part)) out[out.length - 1] += `,${part}`;
-    else out.push(part);
-  }
-  return out.filter(Boolean);
 }
 
 function plotSpec(rows: readonly DecodeRow[], model: string): Record<string, unknown> {
