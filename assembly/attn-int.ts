@@ -5,14 +5,16 @@
 // layout descriptor (int32 fields) written once by the codec says where they are and how channels
 // and tokens are grouped.
 //
-// scores, default: the query is quantized to int8 per group (absmax/127, round half to even) and
-// multiplied with the unpacked codes in integer arithmetic (i32x4.dot_i16x8_s: ext-mul plus
-// pairwise add); scale and zero point are applied once per group (MixPE's factoring):
+// scores, default (dot=int, intScoresI16): the query is quantized to int16 levels per group
+// (absmax/Q, round half to even; Q = 32767 unless a group's Σ level·code could pass 2^31) and
+// multiplied with the unpacked codes in integer arithmetic (i32x4.dot_i16x8_s); scale and zero
+// point are applied once per group (MixPE's factoring):
 //   per-token groups   q·k̂ = Σ_g s_g·(d_g·Σ_c l_c·code_c) + z_g·Σ_c q_c
 //   per-channel groups q·k̂ = Σ_c (q_c·s_c)·code_c + Σ_c q_c·z_c, with q⊙s quantized per group of
 //                      QG channels, once per group of G tokens.
+// dot=i8 (intScoresI8) is the same with int8 levels (Q = 127) and i16x8.extmul of int8 pairs.
 // Symmetric codes use code − offset and no zero term.
-// accumulate, default (per-token groups): the weights a_t = p_t·s_t of a tile of tokens are
+// accumulate, integer (per-token groups): the weights a_t = p_t·s_t of a tile of tokens are
 // quantized to int16 per group (σ = max|a|/32767) and Σ_t ai_t·code_t summed in integers
 // (i32x4.dot_i16x8_s over token pairs), added as σ·Σ per tile; Σ_t p_t·z_t once at the end.
 // With dot=f32 (and for per-channel groups) the weights stay float32: scores decode rows to
@@ -104,15 +106,25 @@ function unpackCodes(codes: usize, bits: i32, idx: u64, n: i32, off: i32, dst: u
 }
 
 /**
- * x[0 … n) (float32) to int8 levels stored as int16 at dst: d = amax/127, level = nearest(x·127/amax).
- * Returns d.
+ * x[0 … n) (float32) to levels ≤ Q in magnitude, stored as int16 at dst: d = amax/Q, level =
+ * nearest(x·Q/amax). Returns d.
  */
-function quantizeGroup(x: usize, n: i32, dst: usize): f32 {
+function quantizeGroup(x: usize, n: i32, dst: usize, Q: f32): f32 {
   let amax: f32 = 0;
   for (let j = 0; j < n; j++) amax = max(amax, abs(load<f32>(x + (<usize>j << 2))));
-  const id: f32 = amax != 0 ? <f32>127 / amax : 0;
+  const id: f32 = amax != 0 ? Q / amax : 0;
   for (let j = 0; j < n; j++) store<i16>(dst + (<usize>j << 1), <i16>nearest<f32>(load<f32>(x + (<usize>j << 2)) * id));
-  return amax / 127;
+  return amax / Q;
+}
+
+/**
+ * The largest query level: 127 for int8; for int16 32767, or less where Σ level·(code − off) over
+ * a group of `span` channels could pass 2^31 (the integer sums are exact int32).
+ */
+function queryMax(bits: i32, off: i32, span: i32, wide: bool): f32 {
+  if (!wide) return 127;
+  const code = off != 0 ? off : (1 << bits) - 1;
+  return <f32>min<i64>(32767, <i64>0x7fffffff / (<i64>code * <i64>span));
 }
 
 /**
@@ -128,47 +140,72 @@ function permuteLevels(src: usize, hd: i32, bits: i32, dst: usize): void {
   }
 }
 
+/** The folded query qf[c] = q[c]·s[c] (fp16 scales at sRow). */
+function foldQuery(q: usize, sRow: usize, hd: i32, qf: usize): void {
+  let c = 0;
+  for (; c + 4 <= hd; c += 4) v128.store(qf + (<usize>c << 2), f32x4.mul(v128.load(q + (<usize>c << 2)), f16x4(sRow + (<usize>c << 1))));
+  for (; c < hd; c++) store<f32>(qf + (<usize>c << 2), load<f32>(q + (<usize>c << 2)) * f16(load<u16>(sRow + (<usize>c << 1))));
+}
+
 /**
- * The folded query qf[c] = q[c]·s[c] (fp16 scales at sRow) and its zero term Σ_c q[c]·z[c]
- * (zRow 0: none), summed in four lanes by c mod 4 and returned as (l0 + l1) + (l2 + l3).
+ * The zero term Σ_c q̃_c·z_c of one query on per-channel codes, q̃_c = d_g·l_c/s_c the query its
+ * levels l (of q⊙s, d_g per group of span channels) stand for, or q_c where s_c = 0 (l_c is 0
+ * there). Summed in four lanes by c mod 4, returned as (l0 + l1) + (l2 + l3). With q̃ in both
+ * terms the score is q̃·k̂: the query's rounding never meets the zero points, which can be far
+ * larger than the keys (a group's minimum next to an outlier).
  */
-function foldQuery(q: usize, sRow: usize, zRow: usize, hd: i32, qf: usize): f32 {
+function zeroTerm(q: usize, ql: usize, qd: usize, sRow: usize, zRow: usize, hd: i32, span: i32): f32 {
   let lanes = f32x4.splat(0);
   let c = 0;
-  for (; c + 4 <= hd; c += 4) {
-    const x = v128.load(q + (<usize>c << 2));
-    v128.store(qf + (<usize>c << 2), f32x4.mul(x, f16x4(sRow + (<usize>c << 1))));
-    if (zRow) lanes = f32x4.add(lanes, f32x4.mul(x, f16x4(zRow + (<usize>c << 1))));
+  if (span % 4 == 0) {
+    for (; c + 4 <= hd; c += 4) {
+      const s = f16x4(sRow + (<usize>c << 1));
+      const l = f32x4.convert_i32x4_s(v128.load16x4_s(ql + (<usize>c << 1)));
+      const qt = f32x4.div(f32x4.mul(v128.load_splat<f32>(qd + (<usize>(c / span) << 2)), l), s);
+      const x = v128.bitselect(qt, v128.load(q + (<usize>c << 2)), f32x4.ne(s, f32x4.splat(0)));
+      lanes = f32x4.add(lanes, f32x4.mul(x, f16x4(zRow + (<usize>c << 1))));
+    }
   }
   let l0 = f32x4.extract_lane(lanes, 0);
   let l1 = f32x4.extract_lane(lanes, 1);
   let l2 = f32x4.extract_lane(lanes, 2);
+  let l3 = f32x4.extract_lane(lanes, 3);
   for (; c < hd; c++) {
-    const x = load<f32>(q + (<usize>c << 2));
-    store<f32>(qf + (<usize>c << 2), x * f16(load<u16>(sRow + (<usize>c << 1))));
-    if (zRow) {
-      const p = x * f16(load<u16>(zRow + (<usize>c << 1)));
-      // hd mod 4 ≤ 3 leftovers: lanes 0, 1, 2.
-      if ((c & 3) == 0) l0 += p;
-      else if ((c & 3) == 1) l1 += p;
-      else l2 += p;
-    }
+    const s = f16(load<u16>(sRow + (<usize>c << 1)));
+    const x = s != 0 ? (load<f32>(qd + (<usize>(c / span) << 2)) * <f32>load<i16>(ql + (<usize>c << 1))) / s : load<f32>(q + (<usize>c << 2));
+    const p = x * f16(load<u16>(zRow + (<usize>c << 1)));
+    if ((c & 3) == 0) l0 += p;
+    else if ((c & 3) == 1) l1 += p;
+    else if ((c & 3) == 2) l2 += p;
+    else l3 += p;
   }
-  return (l0 + l1) + (l2 + f32x4.extract_lane(lanes, 3));
+  return (l0 + l1) + (l2 + l3);
 }
 
 /** quantizeGroup of 32 values in SIMD (the same levels and d). */
-function quantize32(x: usize, dst: usize): f32 {
+function quantize32(x: usize, dst: usize, Q: f32): f32 {
   let m = f32x4.abs(v128.load(x));
   for (let j = 16; j < 128; j += 16) m = f32x4.max(m, f32x4.abs(v128.load(x + <usize>j)));
   const amax = max(max(f32x4.extract_lane(m, 0), f32x4.extract_lane(m, 1)), max(f32x4.extract_lane(m, 2), f32x4.extract_lane(m, 3)));
-  const id = f32x4.splat(amax != 0 ? <f32>127 / amax : 0);
+  const id = f32x4.splat(amax != 0 ? Q / amax : 0);
   for (let j = 0; j < 32; j += 8) {
     const a = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(x + (<usize>j << 2)), id)));
     const b = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(x + (<usize>j << 2), 16), id)));
     v128.store(dst + (<usize>j << 1), i16x8.narrow_i32x4_s(a, b));
   }
-  return amax / 127;
+  return amax / Q;
+}
+
+/**
+ * int16 levels of one query (natural order, hd of them) to dst in the order int16 lanes of the
+ * packed codes yield them (partials16): per 32 channels at 4 bits, four runs of 8 [channels 4k,
+ * 4k+1, 4k+2, 4k+3]; per 64 channels at 2 bits, eight runs of 8 [channels 8k + j].
+ */
+function permuteLevels16(src: usize, hd: i32, bits: i32, dst: usize): void {
+  for (let c = 0; c < hd; c++) {
+    const at = bits == 4 ? (c & ~31) + ((c & 3) << 3) + ((c & 31) >> 2) : (c & ~63) + ((c & 7) << 3) + ((c & 63) >> 3);
+    store<i16>(dst + (<usize>at << 1), load<i16>(src + (<usize>c << 1)));
+  }
 }
 
 /** permuteLevels in SIMD (hd a multiple of 32 at 4 bits, of 64 at 2 bits). */
@@ -285,6 +322,60 @@ function levelSums(src: usize, hd: i32, span: i32, off: i32, dst: usize): void {
   }
 }
 
+/** One dot of int16 lanes: codes (v >> sh) & m, the query levels at q. */
+@inline function dotField(v: v128, sh: i32, m: v128, q: usize): v128 {
+  return i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(v, sh), m), v128.load(q));
+}
+
+/**
+ * partials() against int16 query levels permuted by permuteLevels16: 16 bytes read as int16 lanes
+ * hold 4 codes each at 4 bits (lane k: channels 4k … 4k+3) or 8 at 2 bits (8k … 8k+7), so a shift
+ * and a mask give one channel of every lane, ready for i32x4.dot_i16x8_s.
+ */
+@inline function partials16(p: usize, bits: i32, hd: i32, span: i32, q: usize, P: usize): void {
+  const zero = i32x4.splat(0);
+  let acc = zero;
+  let g = 0;
+  let end = span;
+  if (bits == 4) {
+    const m = i16x8.splat(0x0f);
+    for (let c = 0; c < hd; c += 32) {
+      const v = v128.load(p + (<usize>c >> 1));
+      const qc = q + (<usize>c << 1);
+      const x = i32x4.add(i32x4.add(dotField(v, 0, m, qc), dotField(v, 4, m, qc + 16)), i32x4.add(dotField(v, 8, m, qc + 32), dotField(v, 12, m, qc + 48)));
+      acc = i32x4.add(acc, x);
+      if (c + 32 == end) {
+        v128.store(P + (<usize>(g++) << 4), acc);
+        acc = zero;
+        end += span;
+      }
+    }
+    return;
+  }
+  const m = i16x8.splat(3);
+  for (let c = 0; c < hd; c += 64) {
+    const v = v128.load(p + (<usize>c >> 2));
+    const qc = q + (<usize>c << 1);
+    const x = i32x4.add(
+      i32x4.add(i32x4.add(dotField(v, 0, m, qc), dotField(v, 2, m, qc + 16)), i32x4.add(dotField(v, 4, m, qc + 32), dotField(v, 6, m, qc + 48))),
+      i32x4.add(i32x4.add(dotField(v, 8, m, qc + 64), dotField(v, 10, m, qc + 80)), i32x4.add(dotField(v, 12, m, qc + 96), dotField(v, 14, m, qc + 112))),
+    );
+    // Lanes 0, 1 sum channels c … c + 31; lanes 2, 3 the next 32 (groups are whole 32s).
+    acc = i32x4.add(acc, i32x4.shuffle(x, zero, 0, 1, 4, 5));
+    if (c + 32 == end) {
+      v128.store(P + (<usize>(g++) << 4), acc);
+      acc = zero;
+      end += span;
+    }
+    acc = i32x4.add(acc, i32x4.shuffle(x, zero, 2, 3, 4, 5));
+    if (c + 64 == end) {
+      v128.store(P + (<usize>(g++) << 4), acc);
+      acc = zero;
+      end += span;
+    }
+  }
+}
+
 /** [Σa, Σb, Σc, Σd] of four i32x4. */
 @inline function transposeSum(a: v128, b: v128, c: v128, d: v128): v128 {
   const ab = i32x4.add(i32x4.shuffle(a, b, 0, 4, 1, 5), i32x4.shuffle(a, b, 2, 6, 3, 7));
@@ -304,16 +395,18 @@ function levelSums(src: usize, hd: i32, span: i32, off: i32, dst: usize): void {
 }
 
 /**
- * scores(), int8 query (see the file comment): out[i·outStride + t] for tokens t < nTokens, all
- * of them held as codes. q: nq·headDim float32. scratch: intScratchBytes(headDim, nq).
+ * scores() in integers (see the file comment): out[i·outStride + t] for tokens t < nTokens, all
+ * of them held as codes. q: nq·headDim float32. scratch: intScratchBytes(headDim, nq). wide: int16
+ * query levels (dot=int), else int8 (dot=i8).
  *
  * 2- and 4-bit codes in groups of whole 32-channel chunks take the fast path: four tokens at a
  * time, codes multiplied straight out of their bytes with the query levels permuted to match
- * (i16x8.extmul of int8 pairs, summed in int16, widened pairwise), and the four tokens' group
- * sums scaled together in one f32x4; the float operations per token are the same as the
- * one-token path's, so every lane computes exactly what the twin does.
+ * (int16: i32x4.dot_i16x8_s of shifted and masked int16 lanes; int8: i16x8.extmul of int8 pairs,
+ * summed in int16, widened pairwise), and the four tokens' group sums scaled together in one
+ * f32x4; the float operations per token are the same as the one-token path's, so every lane
+ * computes exactly what the twin does.
  */
-export function intScoresI8(desc: usize, head: i32, nTokens: i32, q: usize, nq: i32, out: usize, outStride: i32, scratch: usize): void {
+@inline function scoresInt(desc: usize, head: i32, nTokens: i32, q: usize, nq: i32, out: usize, outStride: i32, scratch: usize, wide: bool): void {
   const codes = <usize>field(desc, D_CODES);
   const scales = <usize>field(desc, D_SCALES);
   const zeros = <usize>field(desc, D_ZEROS);
@@ -328,12 +421,15 @@ export function intScoresI8(desc: usize, head: i32, nTokens: i32, q: usize, nq: 
   const tokenScales = field(desc, D_TOKEN_SCALES);
   const nG = (hd + span - 1) / span;
   const fast = ((bits == 4 && hd % 32 == 0) || (bits == 2 && hd % 64 == 0)) && span % 32 == 0 && hd % span == 0 && (perToken || G % 4 == 0);
+  const Q = queryMax(bits, off, span, wide);
+  // Bytes per query of permuted levels (int16 or int8).
+  const qpLen = wide ? hd << 1 : hd;
   // Scratch: the unpacked row, the query levels (natural and permuted), one d and one Σq or
   // zero term per query and group, one folded query, and the fast path's partial sums and scales.
   const row = scratch;
   const ql = row + align16(<usize>(hd + 8) << 1);
   const qp = ql + align16((<usize>nq * <usize>hd) << 1);
-  const qd = qp + align16(<usize>nq * <usize>hd);
+  const qd = qp + align16((<usize>nq * <usize>hd) << 1);
   const qz = qd + ((<usize>nq * <usize>nG) << 2);
   const qf = qz + ((<usize>nq * <usize>nG) << 2);
   const P = align16(qf + (<usize>hd << 2));
@@ -351,13 +447,15 @@ export function intScoresI8(desc: usize, head: i32, nTokens: i32, q: usize, nq: 
         const a = g * span;
         const len = min(span, hd - a);
         const k = <usize>(i * nG + g) << 2;
-        store<f32>(qd + k, quantizeGroup(qi + (<usize>a << 2), len, ql + ((<usize>(i * hd + a)) << 1)));
-        let sum: f32 = 0;
-        for (let c = 0; c < len; c++) sum += load<f32>(qi + (<usize>(a + c) << 2));
-        store<f32>(qz + k, sum);
+        store<f32>(qd + k, quantizeGroup(qi + (<usize>a << 2), len, ql + ((<usize>(i * hd + a)) << 1), Q));
+        // The zero term over the levels' query d·Σl, not Σq: then the score is q̃·k̂ (see zeroTerm).
+        let sum = 0;
+        for (let c = 0; c < len; c++) sum += <i32>load<i16>(ql + (<usize>(i * hd + a + c) << 1));
+        store<f32>(qz + k, <f32>sum * load<f32>(qd + k));
       }
       if (fast) {
-        permuteLevels(ql + ((<usize>(i * hd)) << 1), hd, bits, qp + <usize>(i * hd));
+        if (wide) permuteLevels16(ql + ((<usize>(i * hd)) << 1), hd, bits, qp + <usize>(i * qpLen));
+        else permuteLevels(ql + ((<usize>(i * hd)) << 1), hd, bits, qp + <usize>(i * qpLen));
         levelSums(ql + ((<usize>(i * hd)) << 1), hd, span, off, LS + (<usize>(i * nG) << 2));
       }
     }
@@ -371,10 +469,11 @@ export function intScoresI8(desc: usize, head: i32, nTokens: i32, q: usize, nq: 
           if (zeros) v128.store(Z4 + (<usize>g << 4), gatherF16(zeros + (sk - scales) + (<usize>g << 1), sStride));
         }
         for (let i = 0; i < nq; i++) {
-          const qpi = qp + <usize>(i * hd);
+          const qpi = qp + <usize>(i * qpLen);
           for (let j = 0; j < 4; j++) {
             const p = codes + <usize>((<u64>(t + j) * tokenBits + headBit) >> 3);
-            partials(p, bits, hd, span, qpi, P + (<usize>(j * nG) << 4));
+            if (wide) partials16(p, bits, hd, span, qpi, P + (<usize>(j * nG) << 4));
+            else partials(p, bits, hd, span, qpi, P + (<usize>(j * nG) << 4));
           }
           let acc = f32x4.splat(0);
           for (let g = 0; g < nG; g++) {
@@ -416,29 +515,32 @@ export function intScoresI8(desc: usize, head: i32, nTokens: i32, q: usize, nq: 
     const zRow = zeros ? zeros + sOff : 0;
     for (let i = 0; i < nq; i++) {
       const qi = q + ((<usize>i * <usize>hd) << 2);
-      store<f32>(qz + (<usize>i << 2), foldQuery(qi, sRow, zRow, hd, qf));
+      foldQuery(qi, sRow, hd, qf);
       const qli = ql + ((<usize>(i * hd)) << 1);
       if (fast) {
-        for (let g = 0; g < nG; g++) store<f32>(qd + (<usize>(i * nG + g) << 2), quantize32(qf + (<usize>(g * 32) << 2), qli + (<usize>(g * 32) << 1)));
-        permuteLevelsSimd(qli, hd, bits, qp + <usize>(i * hd));
+        for (let g = 0; g < nG; g++) store<f32>(qd + (<usize>(i * nG + g) << 2), quantize32(qf + (<usize>(g * 32) << 2), qli + (<usize>(g * 32) << 1), Q));
+        if (wide) permuteLevels16(qli, hd, bits, qp + <usize>(i * qpLen));
+        else permuteLevelsSimd(qli, hd, bits, qp + <usize>(i * qpLen));
         if (off != 0) levelSums(qli, hd, span, off, LS + (<usize>(i * nG) << 2));
         else memory.fill(LS + (<usize>(i * nG) << 2), 0, <usize>nG << 2);
       } else {
         for (let g = 0; g < nG; g++) {
           const a = g * span;
-          store<f32>(qd + (<usize>(i * nG + g) << 2), quantizeGroup(qf + (<usize>a << 2), min(span, hd - a), qli + (<usize>a << 1)));
+          store<f32>(qd + (<usize>(i * nG + g) << 2), quantizeGroup(qf + (<usize>a << 2), min(span, hd - a), qli + (<usize>a << 1), Q));
         }
       }
+      store<f32>(qz + (<usize>i << 2), zRow ? zeroTerm(qi, qli, qd + (<usize>(i * nG) << 2), sRow, zRow, hd, span) : 0);
     }
     const t1 = min(t0 + G, nTokens);
     let t = t0;
     if (fast) {
       for (; t + 4 <= t1; t += 4) {
         for (let i = 0; i < nq; i++) {
-          const qpi = qp + <usize>(i * hd);
+          const qpi = qp + <usize>(i * qpLen);
           for (let j = 0; j < 4; j++) {
             const p = codes + <usize>((<u64>(t + j) * tokenBits + headBit) >> 3);
-            partials(p, bits, hd, span, qpi, P + (<usize>(j * nG) << 4));
+            if (wide) partials16(p, bits, hd, span, qpi, P + (<usize>(j * nG) << 4));
+            else partials(p, bits, hd, span, qpi, P + (<usize>(j * nG) << 4));
           }
           let acc = v128.load_splat<f32>(qz + (<usize>i << 2));
           for (let g = 0; g < nG; g++) {
@@ -469,16 +571,28 @@ export function intScoresI8(desc: usize, head: i32, nTokens: i32, q: usize, nq: 
   }
 }
 
-/** Scratch bytes intScoresI8 / intScoresF32 / intAccumulate need (all three fit in this). */
+/** scores() against int16 query levels (dot=int, the default; twin: scoresIntRef with Q from queryMax). */
+export function intScoresI16(desc: usize, head: i32, nTokens: i32, q: usize, nq: i32, out: usize, outStride: i32, scratch: usize): void {
+  scoresInt(desc, head, nTokens, q, nq, out, outStride, scratch, true);
+}
+
+/** scores() against int8 query levels (dot=i8). */
+export function intScoresI8(desc: usize, head: i32, nTokens: i32, q: usize, nq: i32, out: usize, outStride: i32, scratch: usize): void {
+  scoresInt(desc, head, nTokens, q, nq, out, outStride, scratch, false);
+}
+
+/** Scratch bytes intScoresI16 / intScoresI8 / intScoresF32 / intAccumulate need (all fit in this). */
 export function intScratchBytes(headDim: i32, nq: i32): i32 {
   const hd = <usize>headDim;
   // Groups per head ≤ hd; the fast path's partials and scales take (4 + 2)·16 bytes per group, its
   // level sums 4 per query and group.
-  const i8 = align16((hd + 8) << 1) + align16((<usize>nq * hd) << 1) + align16(<usize>nq * hd) + ((<usize>nq * hd) << 3) + (hd << 2) + 16 + hd * 96 + ((<usize>nq * hd) << 2);
+  const i8 = align16((hd + 8) << 1) + (align16((<usize>nq * hd) << 1) << 1) + ((<usize>nq * hd) << 3) + (hd << 2) + 16 + hd * 96 + ((<usize>nq * hd) << 2);
   // intAccumulate: the tile, then s, z and p·s per tile row and group (≤ hd groups), Σ p·z per
-  // query and group; its int16-weight path TILE int16 rows, a and ai per token, Σ p·z.
+  // query and group; its int16-weight path two int16 rows, the tile's token pairs, a, ai and s
+  // per token, the pairs' weights, Σ p·z.
   const f32 = align16((hd + 8) << 1) + ((<usize>TILE * hd) << 2) + (hd << 3) + ((<usize>TILE * hd) << 2) * 3 + ((<usize>nq * hd) << 2);
-  const i16 = <usize>TILE * align16((hd + 8) << 1) + <usize>TILE * 8 + ((<usize>nq * hd) << 2);
+  const pairs = <usize>(TILE + 1) >> 1;
+  const i16 = (align16((hd + 8) << 1) << 1) + pairs * (((hd + 7) & ~7) << 2) + <usize>TILE * 12 + (pairs << 2) + 16 + ((<usize>nq * hd) << 2);
   return <i32>(max(max(i8, f32), i16) + 64);
 }
 
@@ -679,9 +793,11 @@ function codesToF32(codes: usize, bits: i32, idx: u64, n: i32, off: i32, row: us
 /**
  * accumulate() of per-token codes with int16 weights (twin: accumulateI16Ref): per tile of wt
  * tokens and group, a_t = p_t·s_t quantized with σ = max|a|/32767, Σ_t ai_t·(code − off) summed in
- * integers (i32x4.dot_i16x8_s over token pairs) and added as σ·Σ; Σ_t p_t·z_t added at the end.
- * 2- and 4-bit codes in groups of whole 32-channel chunks are read straight from their bytes;
- * other codes are unpacked to int16 rows first.
+ * integers and added as σ·Σ; the zero term Σ_t p̃_t·z_t (p̃_t = σ·ai_t/s_t) added at the end.
+ * One query (nq = 1) with 2- or 4-bit codes in groups of whole 32-channel chunks reads the codes
+ * straight from their bytes (chunk4, chunk2). Otherwise the tile's codes are unpacked once for all
+ * nq queries into int16 token pairs interleaved per channel ([code_t,d, code_t+1,d]), so one
+ * i32x4.dot_i16x8_s against the pair's weights sums two tokens for four channels.
  */
 function accumulateI16(desc: usize, head: i32, nTokens: i32, w: usize, wStride: i32, nq: i32, out: usize, scratch: usize, wt: i32): void {
   const codes = <usize>field(desc, D_CODES);
@@ -695,65 +811,152 @@ function accumulateI16(desc: usize, head: i32, nTokens: i32, w: usize, wStride: 
   const scale0 = <usize>(head * field(desc, D_HEAD_SCALES));
   const tokenScales = <usize>field(desc, D_TOKEN_SCALES);
   const nG = (hd + span - 1) / span;
-  const fast = ((bits == 4 && hd % 32 == 0) || (bits == 2 && hd % 32 == 0)) && span % 32 == 0;
+  const direct = nq == 1 && (bits == 4 || bits == 2) && hd % 32 == 0 && span % 32 == 0;
   const tokenBits = <u64>hd * <u64>bits;
-  // Scratch: int16 rows of the tile (other codes), then a, ai per tile token, Σ p·z per query and group.
-  const rowStride = align16(<usize>(hd + 8) << 1);
-  const rows = scratch;
-  const A = rows + <usize>wt * rowStride;
+  // Scratch: two int16 rows, the tile's token pairs (hd rounded up to 8 per pair), a and ai per
+  // token (ai padded to whole pairs), each pair's two int16 weights, s per token, Σ p·z per query
+  // and group.
+  const rowBytes = align16(<usize>(hd + 8) << 1);
+  const pairBytes = <usize>((hd + 7) & ~7) << 2;
+  const maxPairs = (wt + 1) >> 1;
+  const rowA = scratch;
+  const rowB = rowA + rowBytes;
+  const PT = rowB + rowBytes;
+  const A = PT + <usize>maxPairs * pairBytes;
   const AI = A + (<usize>wt << 2);
-  const ZA = AI + (<usize>wt << 2);
+  const W2 = AI + (<usize>(maxPairs << 1) << 2);
+  const S = W2 + (<usize>maxPairs << 2);
+  const ZA = S + (<usize>wt << 2);
   memory.fill(ZA, 0, (<usize>nq * <usize>nG) << 2);
   for (let t0 = 0; t0 < nTokens; t0 += wt) {
     const n = min(wt, nTokens - t0);
-    if (!fast) for (let r = 0; r < n; r++) unpackCodes(codes, bits, code0 + <u64>(t0 + r) * <u64>hd, hd, off, rows + <usize>r * rowStride);
+    const np = (n + 1) >> 1;
+    for (let j = 0; !direct && j < np; j++) {
+      const r = t0 + 2 * j;
+      // An odd last token pairs with itself; the partner's weight is 0.
+      unpackCodes(codes, bits, code0 + <u64>r * <u64>hd, hd, off, rowA);
+      unpackCodes(codes, bits, code0 + <u64>(r + 1 < t0 + n ? r + 1 : r) * <u64>hd, hd, off, rowB);
+      const dst = PT + <usize>j * pairBytes;
+      for (let d = 0; d < hd; d += 8) {
+        const a = v128.load(rowA + (<usize>d << 1));
+        const b = v128.load(rowB + (<usize>d << 1));
+        v128.store(dst + (<usize>d << 2), i16x8.shuffle(a, b, 0, 8, 1, 9, 2, 10, 3, 11));
+        v128.store(dst + (<usize>d << 2), i16x8.shuffle(a, b, 4, 12, 5, 13, 6, 14, 7, 15), 16);
+      }
+    }
+    if (n & 1) store<i32>(AI + (<usize>n << 2), 0);
     for (let i = 0; i < nq; i++) {
       const wi = w + ((<usize>i * <usize>wStride + <usize>t0) << 2);
       const oi = out + ((<usize>i * <usize>hd) << 2);
       for (let g = 0; g < nG; g++) {
         const za = ZA + (<usize>(i * nG + g) << 2);
-        let amax: f32 = 0;
-        for (let r = 0; r < n; r++) {
-          const si = (scale0 + <usize>(t0 + r) * tokenScales + <usize>g) << 1;
-          const p = load<f32>(wi + (<usize>r << 2));
-          const a = p * f16(load<u16>(scales + si));
+        // Token r's scale at sp + r·sStride (zero point likewise from zp); four tokens per step.
+        const sStride = tokenScales << 1;
+        const sp = scales + ((scale0 + <usize>t0 * tokenScales + <usize>g) << 1);
+        const zp = zeros + (sp - scales);
+        let m4 = f32x4.splat(0);
+        let r = 0;
+        for (; r + 4 <= n; r += 4) {
+          const sc = gatherF16(sp + <usize>r * sStride, sStride);
+          v128.store(S + (<usize>r << 2), sc);
+          const a = f32x4.mul(v128.load(wi + (<usize>r << 2)), sc);
+          v128.store(A + (<usize>r << 2), a);
+          m4 = f32x4.max(m4, f32x4.abs(a));
+        }
+        let amax = max(max(f32x4.extract_lane(m4, 0), f32x4.extract_lane(m4, 1)), max(f32x4.extract_lane(m4, 2), f32x4.extract_lane(m4, 3)));
+        for (; r < n; r++) {
+          const sc = f16(load<u16>(sp + <usize>r * sStride));
+          store<f32>(S + (<usize>r << 2), sc);
+          const a = load<f32>(wi + (<usize>r << 2)) * sc;
           store<f32>(A + (<usize>r << 2), a);
           amax = max(amax, abs(a));
-          if (zeros) store<f32>(za, load<f32>(za) + p * f16(load<u16>(zeros + si)));
         }
-        if (amax == 0) continue;
+        if (amax == 0) {
+          // Every p·s is 0: the tile adds Σ p·z alone, exactly.
+          if (zeros) for (r = 0; r < n; r++) store<f32>(za, load<f32>(za) + load<f32>(wi + (<usize>r << 2)) * f16(load<u16>(zp + <usize>r * sStride)));
+          continue;
+        }
         const inv: f32 = <f32>32767 / amax;
-        const sigma = f32x4.splat(amax / 32767);
-        let aiSum = 0;
-        for (let r = 0; r < n; r++) {
+        const sigma: f32 = amax / 32767;
+        const sv = f32x4.splat(sigma);
+        let ai4 = i32x4.splat(0);
+        for (r = 0; r + 4 <= n; r += 4) {
+          const v = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(A + (<usize>r << 2)), f32x4.splat(inv))));
+          v128.store(AI + (<usize>r << 2), v);
+          ai4 = i32x4.add(ai4, v);
+        }
+        let aiSum = i32x4.extract_lane(ai4, 0) + i32x4.extract_lane(ai4, 1) + i32x4.extract_lane(ai4, 2) + i32x4.extract_lane(ai4, 3);
+        for (; r < n; r++) {
           const v = <i32>nearest<f32>(load<f32>(A + (<usize>r << 2)) * inv);
           store<i32>(AI + (<usize>r << 2), v);
           aiSum += v;
         }
-        const a0 = g * span;
-        const b0 = min(a0 + span, hd);
-        if (fast) {
+        if (zeros) {
+          // The zero term over the weights the integers stand for, p̃ = σ·ai/s (p where s = 0):
+          // then the sum is Σ p̃·v̂, and the weights' rounding never meets the zero points. Summed
+          // in four lanes by token mod 4, added to the query's total once per tile.
+          let lanes = f32x4.splat(0);
+          for (r = 0; r + 4 <= n; r += 4) {
+            const sc = v128.load(S + (<usize>r << 2));
+            const z = gatherF16(zp + <usize>r * sStride, sStride);
+            const pt = f32x4.mul(f32x4.mul(sv, f32x4.convert_i32x4_s(v128.load(AI + (<usize>r << 2)))), f32x4.div(z, sc));
+            lanes = f32x4.add(lanes, v128.bitselect(pt, f32x4.mul(v128.load(wi + (<usize>r << 2)), z), f32x4.ne(sc, f32x4.splat(0))));
+          }
+          let l0 = f32x4.extract_lane(lanes, 0);
+          let l1 = f32x4.extract_lane(lanes, 1);
+          let l2 = f32x4.extract_lane(lanes, 2);
+          const l3 = f32x4.extract_lane(lanes, 3);
+          for (; r < n; r++) {
+            const sc = load<f32>(S + (<usize>r << 2));
+            const z = f16(load<u16>(zp + <usize>r * sStride));
+            const term = sc != 0 ? (sigma * <f32>load<i32>(AI + (<usize>r << 2))) * (z / sc) : load<f32>(wi + (<usize>r << 2)) * z;
+            // n mod 4 ≤ 3 leftovers: lanes 0, 1, 2.
+            if ((r & 3) == 0) l0 += term;
+            else if ((r & 3) == 1) l1 += term;
+            else l2 += term;
+          }
+          store<f32>(za, load<f32>(za) + ((l0 + l1) + (l2 + l3)));
+        }
+        const b0 = min(g * span + span, hd);
+        if (direct) {
           // Σ ai·(code − off) = Σ ai·code − off·Σ ai.
           const corr = i32x4.splat(off * aiSum);
-          for (let c = a0; c < b0; c += 32) {
+          for (let c = g * span; c < b0; c += 32) {
             const bit0 = (code0 + <u64>t0 * <u64>hd + <u64>c) * <u64>bits;
-            if (bits == 4) chunk4(codes, bit0, tokenBits, n, AI, corr, sigma, oi + (<usize>c << 2));
-            else chunk2(codes, bit0, tokenBits, n, AI, corr, sigma, oi + (<usize>c << 2));
+            if (bits == 4) chunk4(codes, bit0, tokenBits, n, AI, corr, sv, oi + (<usize>c << 2));
+            else chunk2(codes, bit0, tokenBits, n, AI, corr, sv, oi + (<usize>c << 2));
           }
           continue;
         }
-        let d = a0;
-        for (; d + 4 <= b0; d += 4) {
-          let acc = i32x4.splat(0);
-          for (let r = 0; r < n; r++) acc = i32x4.add(acc, i32x4.mul(v128.load16x4_s(rows + <usize>r * rowStride + (<usize>d << 1)), v128.load_splat<i32>(AI + (<usize>r << 2))));
+        for (let j = 0; j < np; j++) store<i32>(W2 + (<usize>j << 2), (load<i32>(AI + (<usize>j << 3)) & 0xffff) | (load<i32>(AI + (<usize>j << 3), 4) << 16));
+        let d = g * span;
+        for (; d + 8 <= b0; d += 8) {
+          let x0 = i32x4.splat(0);
+          let x1 = i32x4.splat(0);
+          for (let j = 0; j < np; j++) {
+            const wv = v128.load_splat<i32>(W2 + (<usize>j << 2));
+            const src = PT + <usize>j * pairBytes + (<usize>d << 2);
+            x0 = i32x4.add(x0, i32x4.dot_i16x8_s(v128.load(src), wv));
+            x1 = i32x4.add(x1, i32x4.dot_i16x8_s(v128.load(src, 16), wv));
+          }
           const o = oi + (<usize>d << 2);
-          v128.store(o, f32x4.add(v128.load(o), f32x4.mul(sigma, f32x4.convert_i32x4_s(acc))));
+          v128.store(o, f32x4.add(v128.load(o), f32x4.mul(sv, f32x4.convert_i32x4_s(x0))));
+          v128.store(o, f32x4.add(v128.load(o, 16), f32x4.mul(sv, f32x4.convert_i32x4_s(x1))), 16);
+        }
+        for (; d + 4 <= b0; d += 4) {
+          let x = i32x4.splat(0);
+          for (let j = 0; j < np; j++) x = i32x4.add(x, i32x4.dot_i16x8_s(v128.load(PT + <usize>j * pairBytes + (<usize>d << 2)), v128.load_splat<i32>(W2 + (<usize>j << 2))));
+          const o = oi + (<usize>d << 2);
+          v128.store(o, f32x4.add(v128.load(o), f32x4.mul(sv, f32x4.convert_i32x4_s(x))));
         }
         for (; d < b0; d++) {
           let acc = 0;
-          for (let r = 0; r < n; r++) acc += <i32>load<i16>(rows + <usize>r * rowStride + (<usize>d << 1)) * load<i32>(AI + (<usize>r << 2));
+          for (let j = 0; j < np; j++) {
+            const at = PT + <usize>j * pairBytes + (<usize>d << 2);
+            acc += <i32>load<i16>(at) * load<i32>(AI + (<usize>j << 3)) + <i32>load<i16>(at, 2) * load<i32>(AI + (<usize>j << 3), 4);
+          }
           const o = oi + (<usize>d << 2);
-          store<f32>(o, load<f32>(o) + f32x4.extract_lane(sigma, 0) * <f32>acc);
+          store<f32>(o, load<f32>(o) + sigma * <f32>acc);
         }
       }
     }

@@ -10,3 +10,4 @@ export { mxScores4, mxScores8, mxAccumulate } from './attn-mx';
 export { attnScoresFp, attnAccumulateFp, attnTile, streamSumF32 } from './attn-fp';
 export { ggmlQuantizeQuery, ggmlScores, ggmlScoresF32, ggmlAccumulate } from './attn-ggml';
 export { intScoresI8, intScoresF32, intAccumulate, intScratchBytes } from './attn-int';
+export { intScoresI16 } from './attn-int';

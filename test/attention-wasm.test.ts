@@ -3,8 +3,8 @@
 // bits in ordinary arrays and runs the twin. Where kernel and twin do the same float operations in
 // the same order the results must be identical; where the twin sums a dot product in double and
 // the kernel in float32 lanes, within the rounding bound of the kernel's summation. Then the
-// int8-query scores of rtn/kivi against the exact float query, within a bound derived from the
-// query's quantization step.
+// integer-domain products of rtn/kivi (int16 or int8 query, int16 weights) against the exact
+// float ones, within bounds derived from the quantization steps.
 import { describe, expect, it } from 'vitest';
 import type { CodecContext, KvCodec, KvRole } from '../src/kv/codec.js';
 import { storedInHeap, withPlainStorage } from '../src/kv/codecs/attn-wasm.js';
@@ -32,10 +32,10 @@ const INT = [
   'kivi:4',
   'kivi:2,g=16,r=64',
 ];
-const SPECS = ['f32', 'f16', 'bf16', ...GGML, ...GGML.map((t) => `${t},dot=f32`), ...INT, 'rtn:4,dot=f32', 'kivi:2,dot=f32'];
+const SPECS = ['f32', 'f16', 'bf16', ...GGML, ...GGML.map((t) => `${t},dot=f32`), ...INT, 'rtn:4,dot=i8', 'kivi:2,dot=i8', 'rtn:4,dot=f32', 'kivi:2,dot=f32'];
 
-/** Scores whose kernel does the twin's float operations in the twin's order (q8 / int8 queries). */
-const exactScores = (spec: string): boolean => !spec.includes('dot=f32') && (GGML.includes(spec) || INT.includes(spec));
+/** Scores whose kernel does the twin's float operations in the twin's order (quantized queries). */
+const exactScores = (spec: string): boolean => !spec.includes('dot=f32') && (GGML.includes(spec) || INT.includes(spec.replace(',dot=i8', '')));
 
 const N_KV = 2;
 
@@ -165,14 +165,16 @@ describe('attention kernels equal their plain-TS twins', () => {
   });
 });
 
-describe('int8-query scores of rtn/kivi stay within the query rounding of the exact scores', () => {
-  // Per-token groups: the kernel computes Σ_g s_g·Σ_c (d_g·l_c)·code_c + z_g·Σ_c q_c, so the query
-  // enters the s·code part rounded: |q_c − d_g·l_c| ≤ d_g·(1/2 + 400u) with d_g = max_g|q|/127
-  // (the round-off of x·127/amax and of d), and s_g·code_c = k̂_c − z_g (z_g the group's minimum
-  // decoded value, code 0; 0 when symmetric). Per-channel groups: the rounded vector is q⊙s per
-  // group of 32 channels, against code_c = (k̂_c − z_c)/s_c, with z_c and s_c = (max − min)/(2^B − 1)
-  // over the token group read off the decoded keys. Both paths' own float rounding adds at most
-  // (hd + 2·groups + 8)·u·Σ_c |q_c|·(|k̂_c| + |z_c|).
+describe('integer-domain scores of rtn/kivi stay within the query rounding of the exact scores', () => {
+  // The kernels score against q̃, the query the levels stand for, in both the code part and the
+  // zero term (file comment of src/kv/codecs/ref/int-products.ts), so the gap to the exact score
+  // is Σ_c (q̃_c − q_c)·k̂_c, whatever the zero points. Per-token groups: q̃_c = d_g·l_c,
+  // |q̃_c − q_c| ≤ d_g·(1/2 + 3Qu) with d_g = max_g|q|/Q (the round-off of x·Q/amax and of d).
+  // Per-channel groups: the levels are those of q⊙s per group of 32 channels, q̃_c = d_g·l_c/s_c,
+  // so |q̃_c − q_c| ≤ d_g·(1/2 + 3Qu)/s_c, s_c = (max − min)/(2^B − 1) over the token group read
+  // off the decoded keys (at most the stored scale). Q: 32767 for dot=int (these head dims keep
+  // Σ level·code within int32 at full range), 127 for dot=i8. Both paths' own float rounding adds
+  // at most (hd + 2·groups + 8)·u·Σ_c |q_c|·(|k̂_c| + |z_c|), z_c the zero point.
   const cases = [
     { spec: 'rtn:4', axis: 'token', g: 32, bits: 4, sym: false },
     { spec: 'rtn:2', axis: 'token', g: 32, bits: 2, sym: false },
@@ -183,12 +185,16 @@ describe('int8-query scores of rtn/kivi stay within the query rounding of the ex
     { spec: 'kivi:2', axis: 'channel', g: 32, bits: 2, sym: false },
     { spec: 'kivi:4', axis: 'channel', g: 32, bits: 4, sym: false },
   ] as const;
+  const modes = [
+    { dot: 'int', Q: 32767 },
+    { dot: 'i8', Q: 127 },
+  ] as const;
 
-  it.each(cases.flatMap((c) => [8, 64, 128].map((headDim) => ({ ...c, headDim }))))('$spec, head_dim $headDim', ({ spec, axis, g, bits, sym, headDim: hd }) => {
+  it.each(cases.flatMap((c) => modes.flatMap((m) => [8, 64, 128].map((headDim) => ({ ...c, ...m, headDim })))))('$spec, dot=$dot, head_dim $headDim', ({ spec, axis, g, bits, sym, dot, Q, headDim: hd }) => {
     const T = 300;
     const W = N_KV * hd;
     const ctx: CodecContext = { role: 'k', layer: 0, nKvHeads: N_KV, headDim: hd, capacity: T };
-    const fast = createCodec(spec, ctx);
+    const fast = createCodec(dot === 'int' ? spec : `${spec},dot=${dot}`, ctx);
     const exact = createCodec(`${spec},dot=f32`, ctx);
     const x = kvRows(T, N_KV, hd, 61 + hd);
     fast.append(x, T);
@@ -241,8 +247,8 @@ describe('int8-query scores of rtn/kivi stay within the query rounding of the ex
               const a1 = Math.min(a0 + span, hd);
               let amax = 0;
               for (let c = a0; c < a1; c++) amax = Math.max(amax, Math.abs(qi(c) * s[c]));
-              const d = (amax / 127) * (1 + 1e-6);
-              for (let c = a0; c < a1; c++) allowed += d * (0.5 + 400 * U) * (Math.abs(kt(c) - z[c]) / s[c]);
+              const d = (amax / Q) * (1 + 1e-6);
+              for (let c = a0; c < a1; c++) allowed += d * (0.5 + 3 * Q * U) * (Math.abs(kt(c)) / s[c]);
             }
           }
           allowed = allowed * (1 + 1e-3) + (hd + 2 * Math.ceil(hd / span) + 8) * U * mag;
@@ -257,14 +263,39 @@ describe('int8-query scores of rtn/kivi stay within the query rounding of the ex
   });
 });
 
+describe('int16 query levels on long groups', () => {
+  it('cap the levels so that Σ level·code stays within int32 (rtn:8,g=head, head_dim 320)', () => {
+    // One key: channel 0 at −1, the rest at 1, so every other code is 255; an all-ones query
+    // quantizes to levels Q. Q = 32767 would sum 32767·255·319 > 2^31; the cap (2^31 − 1)/(255·320)
+    // keeps the sum exact, and the score equals the exact one within the query's rounding.
+    const hd = 320;
+    const ctx: CodecContext = { role: 'k', layer: 0, nKvHeads: 1, headDim: hd, capacity: 4 };
+    const x = new Float32Array(hd).fill(1);
+    x[0] = -1;
+    const q = new Float32Array(hd).fill(1);
+    const score = (spec: string, plain: boolean): number => {
+      const c = plain ? withPlainStorage(() => createCodec(spec, ctx)) : createCodec(spec, ctx);
+      c.append(x, 1);
+      const out = new Float32Array(1);
+      c.scores(0, q, 0, 1, 1, out, 0, 1);
+      return out[0];
+    };
+    const exact = score('rtn:8,g=head,dot=f32', false);
+    const fast = score('rtn:8,g=head', false);
+    expect(fast).toBe(score('rtn:8,g=head', true));
+    expect(Math.abs(fast - exact)).toBeLessThan(1e-4 * Math.abs(exact));
+  });
+});
+
 describe('int16-weight accumulate of rtn/kivi values stays within the weights\' rounding of the exact sum', () => {
-  // With dot=i8, per tile of 16 tokens and group the weights a_t = p_t·s_t are rounded to
+  // With dot=int (and i8), per tile of 16 tokens and group the weights a_t = p_t·s_t are rounded to
   // σ·ai_t, σ = max|a|/32767, |a_t − σ·ai_t| ≤ σ·(1/2 + 65536u) (the round-off of a·(1/σ) and of
-  // σ); so for value d the sum Σ_t a_t·level_t,d moves by at most Σ_tiles σ·(1/2 + 65536u)·Σ_t
-  // |level_t,d|, with s_t·level_t,d = v̂_t,d − z_t read off the decoded values (z the group's
-  // minimum, s = (max − min)/(2^B − 1); symmetric: z = 0, s = max|v̂|/(2^(B−1) − 1)). The exact sum
-  // is taken in double; the kernel's own float rounding adds at most (3·tiles + 4)·u·Σ_t |p_t|·
-  // (|v̂_t,d| + |z_t|) (per tile one product and two sums, then the zero term).
+  // σ), and the zero term is taken over the same weights p̃_t = σ·ai_t/s_t, so the result is
+  // Σ_t p̃_t·v̂_t and value d moves by at most Σ_tiles σ·(1/2 + 65536u)·Σ_t |v̂_t,d|/s_t, whatever the
+  // zero points, with s_t = (max − min)/(2^B − 1) of the token's group read off the decoded values
+  // (at most the stored scale; symmetric: max|v̂|/(2^(B−1) − 1)). The exact sum is taken in double;
+  // the kernel's own float rounding adds at most (3·tiles + 4)·u·Σ_t |p_t|·(|v̂_t,d| + |z_t|)
+  // (per tile one product and two sums, then the zero term).
   const cases = [
     { spec: 'rtn:4', bits: 4, sym: false, g: 32 },
     { spec: 'rtn:2', bits: 2, sym: false, g: 32 },
@@ -339,7 +370,7 @@ describe('int16-weight accumulate of rtn/kivi values stays within the weights\' 
             for (let t = t0; t < Math.min(t0 + 16, held); t++) {
               const c = t * W + h * hd + d;
               amax = Math.max(amax, Math.abs(p[i * T + t] * sc[c]));
-              lv += Math.abs(v[c] - z[c]) / sc[c];
+              lv += Math.abs(v[c]) / sc[c];
             }
             weights += (amax / 32767) * (1 + 1e-6) * (0.5 + 65536 * U) * lv;
           }

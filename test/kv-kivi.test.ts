@@ -188,6 +188,8 @@ describe('kivi specs', () => {
   it('defaults and canonical form', () => {
     expect(mk('kivi', 'k', 8).spec).toBe('kivi:2,g=32,r=128');
     expect(mk('kivi:4,r=64', 'v', 8).spec).toBe('kivi:4,g=32,r=64');
+    expect(mk('kivi:2,dot=int', 'k', 8).spec).toBe('kivi:2,g=32,r=128');
+    expect(mk('kivi:2,dot=i8', 'k', 8).spec).toBe('kivi:2,g=32,r=128,dot=i8');
   });
 
   it('rejects bad specs by name', () => {
@@ -197,6 +199,7 @@ describe('kivi specs', () => {
       ['kivi:2,r=0', /r must be a positive integer/],
       ['kivi:2,g=x', /g must be a positive integer/],
       ['kivi:2,mode=sym', /unknown parameter "mode".*valid: g, r/],
+      ['kivi:2,dot=fp32', /dot must be int .*, i8 .* or f32 .* \(got "fp32"\)/],
     ];
     for (const [spec, msg] of bad) {
       expect(() => createCodec(spec, { role: 'k', layer: 0, nKvHeads: 1, headDim: 8, capacity: 8 })).toThrow(CodecSpecError);

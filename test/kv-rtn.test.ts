@@ -238,6 +238,7 @@ describe('rtn codec', () => {
       ['rtn:4,g=0', /g must be a positive integer, "head" or "row"/],
       ['rtn:4,axis=channel,g=row', /g must be a positive integer \(tokens per group/],
       ['rtn:4,r=8', /unknown parameter "r".*valid: axis, g, mode/],
+      ['rtn:4,dot=i16', /dot must be int .*, i8 .* or f32 .* \(got "i16"\)/],
     ];
     for (const [spec, msg] of bad) {
       expect(() => createCodec(spec, ctx(8))).toThrow(CodecSpecError);
@@ -245,6 +246,10 @@ describe('rtn codec', () => {
     }
     expect(createCodec('rtn', ctx(8)).spec).toBe('rtn:4,axis=token,g=32,mode=asym');
     expect(createCodec('rtn:2,axis=channel,g=16', ctx(8)).spec).toBe('rtn:2,axis=channel,g=16,mode=asym');
+    // dot=int is the default and stays out of the canonical form; the others are kept.
+    expect(createCodec('rtn:4,dot=int', ctx(8)).spec).toBe('rtn:4,axis=token,g=32,mode=asym');
+    expect(createCodec('rtn:4,dot=i8', ctx(8)).spec).toBe('rtn:4,axis=token,g=32,mode=asym,dot=i8');
+    expect(createCodec('rtn:4,dot=f32', ctx(8)).spec).toBe('rtn:4,axis=token,g=32,mode=asym,dot=f32');
   });
 
   it('refuses values beyond the fp16 range of its scales before storing anything', () => {

@@ -59,6 +59,7 @@ export interface AttnKernels {
     out: number,
     scratch: number,
   ): void;
+  intScoresI16(desc: number, head: number, nTokens: number, q: number, nq: number, out: number, outStride: number, scratch: number): void;
   intScoresI8(desc: number, head: number, nTokens: number, q: number, nq: number, out: number, outStride: number, scratch: number): void;
   intScoresF32(desc: number, head: number, nTokens: number, q: number, nq: number, out: number, outStride: number, scratch: number): void;
   /** weightTile > 0: per-token codes take int16 weights quantized per tile of that many tokens. */

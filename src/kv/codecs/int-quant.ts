@@ -21,14 +21,18 @@
 // fp16 bounds the inputs to |x| ≤ 65504: larger values are refused (RangeError) before anything
 // is stored, and within that bound no scale or zero point can overflow.
 //
-// Attention (design.md, "Kernels on CPU"), in the integer domain by default (dot=i8; formulas in
-// ref/int-products.ts): scores() quantizes the query to int8 per group and dots it with the codes
-// in integer arithmetic, applying scale and zero point after each group's sum (per-channel keys
-// fold their scales into the query first); the query's rounding moves a score by at most
-// Σ_g d_g/2·Σ_c |s·level_c| (d_g = max|q_g|/127; tested), near 1/254 of the group's products.
+// Attention (design.md, "Kernels on CPU"), in the integer domain by default (dot=int; formulas in
+// ref/int-products.ts): scores() quantizes the query to int16 levels per group and dots it with
+// the codes in integer arithmetic, applying scale and zero point after each group's sum
+// (per-channel keys fold their scales into the query first); the query's rounding moves a score
+// by at most Σ_g d_g/2·Σ_c |s·level_c| (d_g = max|q_g|/32767; tested), near 1/65534 of the
+// group's products; the zero term is taken over the same rounded query, so zero points (which can
+// dwarf the keys) never amplify the rounding. dot=i8 quantizes the query to int8 instead
+// (d_g = max|q_g|/127): on very sharp attention (stories260K, head_dim 8) that costs perplexity
+// (rtn:4 +1.5%, rtn:2 +2.3% against dot=f32), so it is opt-in only.
 // accumulate() on per-token groups quantizes the weights p·s of each tile of 16 tokens to int16
 // (σ = max/32767) and sums weight × code in integers, within σ/2·Σ|level| per tile (tested).
-// dot=f32 keeps float32 queries and weights: the exact products the conformance battery checks.
+// dot=f32 keeps float32 queries and weights: exact products.
 // Residual tokens are fp16 and always take the float path. Storage sits in the WASM heap when it
 // fits and the SIMD kernels of assembly/attn-int.ts then compute these products bit-identically to
 // the plain-TS twins (float-query scores within float rounding); otherwise the twins run.
@@ -49,7 +53,7 @@ import {
   scratch,
   weightsIn,
 } from './attn-wasm.js';
-import { accumulateI16Ref, ACC_TILE, CHANNEL_QUERY_GROUP, scoresI8Ref, type IntLayout } from './ref/int-products.js';
+import { accumulateI16Ref, ACC_TILE, CHANNEL_QUERY_GROUP, queryMax, scoresIntRef, type IntLayout } from './ref/int-products.js';
 import { RowDecodingCodec } from './row-codec.js';
 
 /** Largest finite fp16. */
@@ -145,17 +149,24 @@ export interface GroupQuantOptions {
   readonly group: number | 'row';
   /** fp16 residual: FIFO length (axis token) or block length, a multiple of group (axis channel). */
   readonly residual: number;
-  /** How attention multiplies: in integers (int8 query, int16 weights; default) or float32 (exact). */
+  /** How attention multiplies: in integers (int16 query, int16 weights; default), with an int8 query, or float32 (exact). */
   readonly dot?: IntDotMode;
 }
 
-export type IntDotMode = 'i8' | 'f32';
+export type IntDotMode = 'int' | 'i8' | 'f32';
 
-/** The spec's dot=i8|f32 parameter (i8 when absent). */
+/** The spec's dot=int|i8|f32 parameter (int when absent). */
 export function parseIntDot(spec: ParsedSpec): IntDotMode {
-  const dot = spec.params.get('dot') ?? 'i8';
-  if (dot !== 'i8' && dot !== 'f32') throw new CodecSpecError(`${spec.name}: dot must be i8 (integer products: int8 query, int16 weights) or f32 (float query and weights) (got "${dot}")`);
+  const dot = spec.params.get('dot') ?? 'int';
+  if (dot !== 'int' && dot !== 'i8' && dot !== 'f32') {
+    throw new CodecSpecError(`${spec.name}: dot must be int (integer products: int16 query, int16 weights), i8 (int8 query, int16 weights) or f32 (float query and weights) (got "${dot}")`);
+  }
   return dot;
+}
+
+/** The canonical spec's suffix for a dot mode (none for the default). */
+export function dotSuffix(dot: IntDotMode): string {
+  return dot === 'int' ? '' : `,dot=${dot}`;
 }
 
 /**
@@ -278,7 +289,7 @@ export class GroupQuantCodec extends RowDecodingCodec implements KvCodec {
 
   /** How attention multiplies (the spec's dot parameter). */
   get dot(): IntDotMode {
-    return this.o.dot ?? 'i8';
+    return this.o.dot ?? 'int';
   }
 
   override scores(head: number, q: Float32Array, qOffset: number, nq: number, nTokens: number, out: Float32Array, outOffset: number, outStride: number): void {
@@ -286,7 +297,7 @@ export class GroupQuantCodec extends RowDecodingCodec implements KvCodec {
     const nCodes = Math.min(nTokens, this.qLen);
     if (this.wasm) return this.scoresWasm(this.wasm.heap, this.wasm.desc, head, q, qOffset, nq, nTokens, nCodes, out, outOffset, outStride);
     if (this.dot === 'f32') return this.scoresRange(head, q, qOffset, nq, 0, nTokens, out, outOffset, outStride);
-    scoresI8Ref(this.layout, head, q, qOffset, nq, nCodes, out, outOffset, outStride);
+    scoresIntRef(this.layout, queryMax(this.layout, this.dot === 'int'), head, q, qOffset, nq, nCodes, out, outOffset, outStride);
     this.scoresRange(head, q, qOffset, nq, nCodes, nTokens, out, outOffset, outStride);
   }
 
@@ -303,7 +314,7 @@ export class GroupQuantCodec extends RowDecodingCodec implements KvCodec {
     const o = scoresOut(heap, out, outOffset, outStride, nq, nTokens);
     const s = scratch(heap, Math.max(kernels.intScratchBytes(headDim, nq), attnTile(heap) * headDim * 4));
     if (nCodes > 0) {
-      const run = this.dot === 'i8' ? kernels.intScoresI8 : kernels.intScoresF32;
+      const run = this.dot === 'int' ? kernels.intScoresI16 : this.dot === 'i8' ? kernels.intScoresI8 : kernels.intScoresF32;
       run(desc, head, nCodes, qp, nq, o.ptr, o.stride, s);
     }
     this.forResidual(head, nCodes, nTokens, (at, t, n) => kernels.attnScoresFp(1, at, this.width * 2, n, qp, nq, headDim, o.ptr + t * 4, o.stride, s));
@@ -317,14 +328,14 @@ export class GroupQuantCodec extends RowDecodingCodec implements KvCodec {
     const op = accumulateOut(heap, out, outOffset, nq * headDim);
     const s = scratch(heap, Math.max(kernels.intScratchBytes(headDim, nq), attnTile(heap) * headDim * 4));
     const nCodes = Math.min(nTokens, this.qLen);
-    if (nCodes > 0) kernels.intAccumulate(desc, head, nCodes, wp.ptr, wp.stride, nq, op, s, this.dot === 'i8' ? ACC_TILE : 0);
+    if (nCodes > 0) kernels.intAccumulate(desc, head, nCodes, wp.ptr, wp.stride, nq, op, s, this.dot === 'f32' ? 0 : ACC_TILE);
     this.forResidual(head, nCodes, nTokens, (at, t, n) => kernels.attnAccumulateFp(1, at, this.width * 2, n, wp.ptr + t * 4, wp.stride, nq, headDim, op, s));
     flushAccumulated(heap, out, outOffset, nq * headDim);
   }
 
   /**
    * Plain-TS twin of the accumulate kernels, every product and sum rounded to float32 in the
-   * kernels' order (tokens from t0 = 0). Codes in per-token groups: with dot=i8 int16 weights per
+   * kernels' order (tokens from t0 = 0). Codes in per-token groups: with dot=int|i8 int16 weights per
    * tile (ref/int-products.ts); with dot=f32 out += (p·s)·(code − off) token by token, then
    * Σ_t p·z per group once (the scale factored out, as in scores()). Codes in per-channel groups
    * and residual tokens: out += p·v̂ (v̂ exact: code·s + z is exact in double, rounded once).
@@ -335,7 +346,7 @@ export class GroupQuantCodec extends RowDecodingCodec implements KvCodec {
     const L = this.layout;
     const row = this.row;
     let t = t0;
-    if (L.axis === 'token' && this.dot === 'i8') {
+    if (L.axis === 'token' && this.dot !== 'f32') {
       t = Math.min(t1, this.qLen);
       accumulateI16Ref(L, head, w, wOffset, wStride, nq, t, out, outOffset);
     } else if (L.axis === 'token') {

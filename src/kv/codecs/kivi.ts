@@ -2,10 +2,11 @@
  * KIVI (methods.md §2): keys per-channel, values per-token, asymmetric min/max, 2 or 4 bits,
  * with an fp16 residual of the newest tokens.
  *
- * Spec: `kivi[:B][,g=G][,r=R][,dot=i8|f32]`, B ∈ {2, 4} (default 2), G = 32, R = 128 (paper
- * defaults); R must be a positive multiple of G. dot: how attention multiplies, i8 (default):
- * in integers, keys against an int8 query (the per-channel key scales folded into it first),
- * values with int16 weights; f32: float query and weights, exact (see int-quant.ts).
+ * Spec: `kivi[:B][,g=G][,r=R][,dot=int|i8|f32]`, B ∈ {2, 4} (default 2), G = 32, R = 128 (paper
+ * defaults); R must be a positive multiple of G. dot: how attention multiplies, int (default): in
+ * integers, keys against an int16 query (the per-channel key scales folded into it first),
+ * values with int16 weights; i8: the same with an int8 query (opt-in, coarser); f32: float query
+ * and weights, exact (see int-quant.ts).
  *
  * Streaming, exactly as §2 (the codec knows its role from ctx.role):
  *   keys   (ctx.role 'k') new tokens join the fp16 residual; when it holds R tokens they are
@@ -35,7 +36,7 @@
  * carry only fp16 rounding (relative 2^−11).
  */
 import { CodecSpecError, type CodecContext, type CodecFactory, type KvCodec, type ParsedSpec } from '../codec.js';
-import { bitsArg, checkParamNames, GroupQuantCodec, parseIntDot, positiveInt } from './int-quant.js';
+import { bitsArg, checkParamNames, dotSuffix, GroupQuantCodec, parseIntDot, positiveInt } from './int-quant.js';
 
 function createKivi(spec: ParsedSpec, ctx: CodecContext): KvCodec {
   checkParamNames(spec, ['g', 'r', 'dot']);
@@ -45,13 +46,13 @@ function createKivi(spec: ParsedSpec, ctx: CodecContext): KvCodec {
   if (r % g !== 0) throw new CodecSpecError(`kivi: the residual length r must be a multiple of the group size g (got r=${r}, g=${g})`);
   const dot = parseIntDot(spec);
   const axis = ctx.role === 'k' ? 'channel' : 'token';
-  return new GroupQuantCodec(`kivi:${bits},g=${g},r=${r}${dot === 'f32' ? ',dot=f32' : ''}`, ctx, { bits, sym: false, axis, group: g, residual: r, dot });
+  return new GroupQuantCodec(`kivi:${bits},g=${g},r=${r}${dotSuffix(dot)}`, ctx, { bits, sym: false, axis, group: g, residual: r, dot });
 }
 
 export const kiviCodecs: CodecFactory[] = [
   {
     name: 'kivi',
-    summary: 'KIVI: keys per-channel, values per-token, asym int, fp16 residual; kivi:B[,g=G][,r=R][,dot=i8|f32] (B = 2/4, default kivi:2,g=32,r=128,dot=i8)',
+    summary: 'KIVI: keys per-channel, values per-token, asym int, fp16 residual; kivi:B[,g=G][,r=R][,dot=int|i8|f32] (B = 2/4, default kivi:2,g=32,r=128,dot=int)',
     create: createKivi,
   },
 ];

@@ -1,7 +1,7 @@
 /**
  * Integer round-to-nearest (RTN), the plain uniform quantizer of methods.md §0.
  *
- * Spec: `rtn[:B][,axis=token|channel][,g=N|head|row][,mode=asym|sym][,dot=i8|f32]`
+ * Spec: `rtn[:B][,axis=token|channel][,g=N|head|row][,mode=asym|sym][,dot=int|i8|f32]`
  *   B     2, 3, 4 or 8 bits (default 4).
  *   axis  token (default): scale/zero per token and group of g channels; channel: per channel
  *         and group of g consecutive tokens.
@@ -10,9 +10,10 @@
  *         divide ends in a shorter group. `g=head` is one group per head, `g=row` one group over
  *         the whole row (all heads). Channel axis: tokens per group, default 32.
  *   mode  asym (default): min/max with an fp16 zero point; sym: absmax, levels ±(2^(B−1) − 1).
- *   dot   i8 (default): products in integers, scores() with the query quantized to int8 per
- *         group, accumulate() with int16 weights per tile of tokens; f32: float query and weights
- *         times the decoded codes (exact; see int-quant.ts).
+ *   dot   int (default): products in integers, scores() with the query quantized to int16 per
+ *         group, accumulate() with int16 weights per tile of tokens; i8: the same with an int8
+ *         query (faster to quantize, coarser: opt-in); f32: float query and weights times the
+ *         decoded codes (exact; see int-quant.ts).
  *
  * DecoQuant's RTN baseline (methods.md §1.7: per-token symmetric absmax over the entire hidden
  * dimension, all heads, no groups) is `rtn:B,g=row,mode=sym`.
@@ -28,7 +29,7 @@
  * scale up), so |x − x̂| ≤ s/2 with s = (max − min)/(2^B − 1) (asym) or max|x|/(2^(B−1) − 1) (sym).
  */
 import { CodecSpecError, type CodecContext, type CodecFactory, type KvCodec, type ParsedSpec } from '../codec.js';
-import { bitsArg, checkParamNames, GroupQuantCodec, parseIntDot } from './int-quant.js';
+import { bitsArg, checkParamNames, dotSuffix, GroupQuantCodec, parseIntDot } from './int-quant.js';
 
 const DEFAULT_GROUP = 32;
 
@@ -41,7 +42,7 @@ function createRtn(spec: ParsedSpec, ctx: CodecContext): KvCodec {
   if (mode !== 'asym' && mode !== 'sym') throw new CodecSpecError(`rtn: mode must be asym or sym (got "${mode}")`);
   const gText = spec.params.get('g') ?? String(DEFAULT_GROUP);
   const dot = parseIntDot(spec);
-  const canonical = `rtn:${bits},axis=${axis},g=${gText},mode=${mode}${dot === 'f32' ? ',dot=f32' : ''}`;
+  const canonical = `rtn:${bits},axis=${axis},g=${gText},mode=${mode}${dotSuffix(dot)}`;
   const sym = mode === 'sym';
   const g = /^[1-9][0-9]*$/.test(gText) ? Number(gText) : undefined;
   if (axis === 'channel') {
@@ -56,7 +57,7 @@ function createRtn(spec: ParsedSpec, ctx: CodecContext): KvCodec {
 export const rtnCodecs: CodecFactory[] = [
   {
     name: 'rtn',
-    summary: 'integer round-to-nearest, rtn:B[,axis=token|channel][,g=N|head|row][,mode=asym|sym][,dot=i8|f32] (B = 2/3/4/8, default rtn:4,axis=token,g=32,mode=asym,dot=i8)',
+    summary: 'integer round-to-nearest, rtn:B[,axis=token|channel][,g=N|head|row][,mode=asym|sym][,dot=int|i8|f32] (B = 2/3/4/8, default rtn:4,axis=token,g=32,mode=asym,dot=int)',
     create: createRtn,
   },
 ];
