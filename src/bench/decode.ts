@@ -210,7 +210,7 @@ function plotSpec(rows: readonly DecodeRow[], model: string): Record<string, unk
     encoding: {
       x: { field: 'x', type: 'quantitative', title: 'cache depth (tokens; 0 drawn at 1)', scale: { type: 'log' } },
       y: { field: 'decodeTokPerS', type: 'quantitative', title: 'decode tokens/s' },
-      color: { field: 'series', type: 'nominal', title: null, legend: { labelLimit: 400 } },
+      color: { field: 'series', type: 'nominal', title: null, scale: { scheme: 'category20' }, legend: { labelLimit: 400 } },
       strokeDash: { field: 'engine', type: 'nominal', title: null },
     },
   };
