@@ -8,6 +8,7 @@ import { CodecSpecError, type CodecContext, type KvRole } from '../src/kv/codec.
 import { createCodec } from '../src/kv/registry.js';
 import { CAL_ROWS, calibrationDir, ctxFor, N_KV, randomModel, randomTokens, syntheticSamples as samples } from './helpers/calibrated.js';
 import { decoded, kvRows, productGap, randn, relFrobenius } from './helpers/codec-conformance.js';
+import { withPlainStorage } from '../src/kv/codecs/attn-wasm.js';
 
 const { dir: DIR, calibFile } = calibrationDir('lowkv-cq-');
 
@@ -132,7 +133,8 @@ describe('cq specifics', () => {
     const cq = createCodec(`cq:3c5b,calib=${path}`, ctx);
     cq.append(x, T);
     expect(decoded(cq, W)).toEqual(x);
-    const f32 = createCodec('f32', ctx);
+    // The plain-TS f32 codec: the pre-RoPE codecs score in its order (the WASM one sums in lanes).
+    const f32 = withPlainStorage(() => createCodec('f32', ctx));
     const rotated = Float32Array.from(x);
     rope(rotated, T, N_KV, hd, firstPosition, ropeInvFreq(10000, hd), new Float32Array(hd / 2), new Float32Array(hd / 2));
     f32.append(rotated, T);
