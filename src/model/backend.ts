@@ -18,6 +18,8 @@ export interface Backend {
   addInPlace: typeof ref.addInPlace;
 }
 
+const SLOT_MATMUL = 8;
+
 export const refBackend: Backend = {
   name: 'ref',
   matmul: (out, x, w, n, xOff = 0, outOff = 0) => (w.type === 'f32' ? ref.matmul(out, x, w.data as Float32Array, n, w.cols, w.rows, xOff, outOff) : refMatmulWeights(out, x, w, n, w.cols, w.rows, xOff, outOff)),
@@ -33,14 +35,20 @@ export function wasmBackend(threads = 1): Backend {
   const heap = wasmHeap();
   const k = wasm.opsKernels(heap);
   const pool: KernelPool | undefined = threads > 1 ? kernelPool(threads) : undefined;
-  let scratch = { offset: 0, bytes: 0 };
-  const scratchFor = (bytes: number): number => {
-    if (scratch.bytes < bytes) {
-      if (scratch.bytes) heap.release(scratch.offset);
-      scratch = { offset: heap.alloc(bytes), bytes };
-    }
-    return scratch.offset;
+  // Heap staging slot for the f16 per-thread scratch and the q8_0 activations (the codecs use 0–2
+  // and 16–20).
+  const scratchFor = (bytes: number): number => heap.staging(SLOT_MATMUL, Math.ceil(bytes / 4)).byteOffset;
+  // Reused for every threaded call, so decode allocates nothing: kernel arguments (the column
+  // range at 6 and 7 is filled per thread) and the split.
+  const args: number[] = [];
+  const fill = (out: number, outDim: number, x: number, w: number, n: number, inDim: number, scratch?: number): number[] => {
+    args.length = 0;
+    args.push(out, outDim, x, w, n, inDim, 0, 0);
+    if (scratch !== undefined) args.push(scratch);
+    return args;
   };
+  const perPart = { arg: 8, stride: 0 };
+  const split: { lo: number; hi: number; total: number; align: number; perPart?: typeof perPart } = { lo: 6, hi: 7, total: 0, align: 8 };
   const matmul = (out: Float32Array, x: Float32Array, w: WeightMatrix, n: number, xOff = 0, outOff = 0): void => {
     // Heap-resident arguments run in place, split across threads; anything else takes the
     // staging path of kernels/wasm/ops.ts (weights past 4 GiB: the plain-TS twin).
@@ -52,16 +60,18 @@ export function wasmBackend(threads = 1): Backend {
     const xp = x.byteOffset + xOff * 4;
     const op = out.byteOffset + outOff * 4;
     const wp = w.data.byteOffset;
-    const split = { lo: 6, hi: 7, total: outDim, align: 8 };
-    if (w.type === 'f32') pool.run('matmulF32', [op, outDim, xp, wp, n, inDim, 0, 0], split);
+    split.total = outDim;
+    split.perPart = undefined;
+    if (w.type === 'f32') pool.run('matmulF32', fill(op, outDim, xp, wp, n, inDim), split);
     else if (w.type === 'f16') {
-      const per = k.f16ScratchBytes(inDim);
-      pool.run('matmulF16', [op, outDim, xp, wp, n, inDim, 0, 0, scratchFor(per * pool.threads)], { ...split, perPart: { arg: 8, stride: per } });
+      perPart.stride = k.f16ScratchBytes(inDim);
+      split.perPart = perPart;
+      pool.run('matmulF16', fill(op, outDim, xp, wp, n, inDim, scratchFor(perPart.stride * pool.threads)), split);
     } else {
       const q = scratchFor(k.q8ActivationBytes(n, inDim));
       const bad = k.quantizeQ8Rows(q, xp, n, inDim);
       if (bad) throw new RangeError(`matmul q8_0: ${bad} activation block(s) not representable in q8_0 (|x| too large, inf or NaN)`);
-      pool.run('matmulQ8', [op, outDim, q, wp, n, inDim, 0, 0], split);
+      pool.run('matmulQ8', fill(op, outDim, q, wp, n, inDim), split);
     }
   };
   return { name: threads > 1 ? `wasm ×${threads}` : 'wasm', matmul, rmsnorm: wasm.rmsnorm, rope: wasm.rope, softmax: wasm.softmax, swiglu: wasm.swiglu, addInPlace: wasm.addInPlace };

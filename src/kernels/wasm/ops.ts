@@ -37,28 +37,19 @@ export function opsKernels(heap: WasmHeap = wasmHeap()): OpsKernels {
 
 type View = Float32Array | Uint16Array | Uint8Array;
 
-/** Heap blocks reused for arguments from outside the heap, one per role; they only grow. */
-class Staging {
-  private readonly blocks = new Map<string, { offset: number; bytes: number }>();
+// The heap's staging slots these wrappers use, one per role (the codecs use 0–2 and 16–20, the
+// threaded matmul 8).
+const SLOTS = { x: 24, y: 25, w: 26, out: 27, scratch: 28, q8: 29, cos: 30, sin: 31 } as const;
+type Slot = keyof typeof SLOTS;
 
-  constructor(private readonly heap: WasmHeap) {}
-
-  /** Offset of at least `bytes` bytes for `slot`, contents unspecified. */
-  block(slot: string, bytes: number): number {
-    const b = this.blocks.get(slot);
-    if (b && b.bytes >= bytes) return b.offset;
-    if (b) this.heap.release(b.offset);
-    const size = Math.max(bytes, 2 * (b?.bytes ?? 0));
-    const offset = this.heap.alloc(size);
-    this.blocks.set(slot, { offset, bytes: size });
-    return offset;
-  }
+/** Byte offset of at least `bytes` bytes of staging for `slot`, contents unspecified. */
+function block(c: Context, slot: Slot, bytes: number): number {
+  return c.heap.staging(SLOTS[slot], Math.ceil(bytes / 4)).byteOffset;
 }
 
 interface Context {
   readonly heap: WasmHeap;
   readonly k: OpsKernels;
-  readonly staging: Staging;
 }
 
 let context: Context | undefined;
@@ -66,7 +57,7 @@ let context: Context | undefined;
 function ctx(): Context {
   if (!context) {
     const heap = wasmHeap();
-    context = { heap, k: opsKernels(heap), staging: new Staging(heap) };
+    context = { heap, k: opsKernels(heap) };
   }
   return context;
 }
@@ -78,9 +69,9 @@ function sameKind(a: View, buffer: ArrayBufferLike, offset: number, len: number)
 }
 
 /** Byte offset of a[off … off+len) for the kernels: in place, or a staged copy (copyIn: with a's values). */
-function place(c: Context, slot: string, a: View, off: number, len: number, copyIn = true): number {
+function place(c: Context, slot: Slot, a: View, off: number, len: number, copyIn = true): number {
   if (c.heap.holds(a)) return a.byteOffset + off * a.BYTES_PER_ELEMENT;
-  const at = c.staging.block(slot, len * a.BYTES_PER_ELEMENT);
+  const at = block(c, slot, len * a.BYTES_PER_ELEMENT);
   if (copyIn) sameKind(a, c.heap.buffer(), at, len).set(a.subarray(off, off + len));
   return at;
 }
@@ -148,9 +139,9 @@ export function matmulColumns(
   const wp = place(c, 'w', w.data, 0, weightDataLength(w.type, outDim, inDim));
   const op = place(c, 'out', out, outOff, n * outDim, false);
   if (w.type === 'f32') k.matmulF32(op, outDim, xp, wp, n, inDim, j0, j1);
-  else if (w.type === 'f16') k.matmulF16(op, outDim, xp, wp, n, inDim, j0, j1, c.staging.block('scratch', k.f16ScratchBytes(inDim)));
+  else if (w.type === 'f16') k.matmulF16(op, outDim, xp, wp, n, inDim, j0, j1, block(c, 'scratch', k.f16ScratchBytes(inDim)));
   else {
-    const q = c.staging.block('q8', k.q8ActivationBytes(n, inDim));
+    const q = block(c, 'q8', k.q8ActivationBytes(n, inDim));
     const bad = k.quantizeQ8Rows(q, xp, n, inDim);
     if (bad) throw new RangeError(`matmul q8_0: ${bad} activation block(s) not representable in q8_0 (|x| too large, inf or NaN)`);
     k.matmulQ8(op, outDim, q, wp, n, inDim, j0, j1);

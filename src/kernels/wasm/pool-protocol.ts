@@ -28,18 +28,24 @@ export interface PoolShared {
 
 /** [from, to) of part p of P over [0, total), boundaries rounded to `align`. */
 export function partRange(total: number, parts: number, p: number, align: number): [number, number] {
-  const cut = (i: number): number => (i >= parts ? total : Math.min(total, Math.round((total * i) / parts / align) * align));
-  return [cut(p), cut(p + 1)];
+  return [partStart(total, parts, p, align), partStart(total, parts, p + 1, align)];
 }
 
-export function runPart(fns: ReadonlyArray<(...a: number[]) => unknown>, ctl: Int32Array, args: Float64Array, p: number): void {
-  const [from, to] = partRange(ctl[CTL.total], ctl[CTL.parts], p, ctl[CTL.align]);
+function partStart(total: number, parts: number, i: number, align: number): number {
+  return i >= parts ? total : Math.min(total, Math.round((total * i) / parts / align) * align);
+}
+
+/** Runs part p of the posted job; `a` is the caller's reusable argument array (no allocation per job). */
+export function runPart(fns: ReadonlyArray<(...a: number[]) => unknown>, ctl: Int32Array, args: Float64Array, p: number, a: number[]): void {
+  const from = partStart(ctl[CTL.total], ctl[CTL.parts], p, ctl[CTL.align]);
+  const to = partStart(ctl[CTL.total], ctl[CTL.parts], p + 1, ctl[CTL.align]);
   if (from >= to) return;
-  const a = Array.from(args.subarray(0, ctl[CTL.nargs]));
+  a.length = ctl[CTL.nargs];
+  for (let i = 0; i < a.length; i++) a[i] = args[i];
   a[ctl[CTL.lo]] = from;
   a[ctl[CTL.hi]] = to;
   if (ctl[CTL.partArg] >= 0) a[ctl[CTL.partArg]] += p * ctl[CTL.partStride];
-  fns[ctl[CTL.fn]](...a);
+  fns[ctl[CTL.fn]].apply(null, a);
 }
 
 /**

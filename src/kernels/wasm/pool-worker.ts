@@ -9,10 +9,11 @@ const fns = shared.names.map((n) => instance.exports[n] as (...a: number[]) => u
 const ctl = new Int32Array(shared.ctl);
 const args = new Float64Array(shared.args);
 
+const a: number[] = [];
 let seen = 0;
 for (;;) {
   seen = waitForChange(ctl, CTL.generation, seen);
   if (Atomics.load(ctl, CTL.stop)) break;
-  if (shared.part < Atomics.load(ctl, CTL.parts)) runPart(fns, ctl, args, shared.part);
+  if (shared.part < Atomics.load(ctl, CTL.parts)) runPart(fns, ctl, args, shared.part, a);
   if (Atomics.sub(ctl, CTL.remaining, 1) === 1) Atomics.notify(ctl, CTL.remaining);
 }

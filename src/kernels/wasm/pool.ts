@@ -29,6 +29,8 @@ export class KernelPool {
   private readonly ctl: Int32Array;
   private readonly args: Float64Array;
   private readonly fns: Array<(...a: number[]) => unknown>;
+  /** The main thread's argument array, reused by every job. */
+  private readonly own: number[] = [];
 
   constructor(threads: number) {
     if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`--threads must be a positive integer (got ${threads})`);
@@ -62,10 +64,12 @@ export class KernelPool {
     const align = split.align ?? 1;
     const parts = Math.max(1, Math.min(this.threads, Math.ceil(split.total / align)));
     if (parts === 1) {
-      const a = args.slice();
-      (a as number[])[split.lo] = 0;
-      (a as number[])[split.hi] = split.total;
-      this.fns[id](...a);
+      const a = this.own;
+      a.length = args.length;
+      for (let i = 0; i < args.length; i++) a[i] = args[i];
+      a[split.lo] = 0;
+      a[split.hi] = split.total;
+      this.fns[id].apply(null, a);
       return;
     }
     const ctl = this.ctl;
@@ -82,7 +86,7 @@ export class KernelPool {
     Atomics.store(ctl, CTL.remaining, this.workers.length);
     Atomics.add(ctl, CTL.generation, 1);
     Atomics.notify(ctl, CTL.generation);
-    runPart(this.fns, ctl, this.args, 0);
+    runPart(this.fns, ctl, this.args, 0, this.own);
     let left = Atomics.load(ctl, CTL.remaining);
     while (left !== 0) left = waitForChange(ctl, CTL.remaining, left);
   }

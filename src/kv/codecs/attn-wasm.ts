@@ -197,6 +197,18 @@ export function queryScratch(heap: WasmHeap, bytes: number): number {
   return heap.staging(SLOT_QUERY_CODES, Math.ceil(bytes / 4)).byteOffset;
 }
 
+/** Byte offsets of 16-byte-aligned parts of staging slot `slot`, one per size in bytes. */
+export function scratchParts(heap: WasmHeap, slot: number, bytes: readonly number[]): number[] {
+  const offsets: number[] = [];
+  let total = 0;
+  for (const b of bytes) {
+    offsets.push(total);
+    total += Math.ceil(b / 16) * 16;
+  }
+  const base = heap.staging(slot, Math.max(1, total / 4)).byteOffset;
+  return offsets.map((o) => base + o);
+}
+
 let tile = 0;
 
 /** Tokens the kernels decode per tile (assembly/attn-fp.ts TILE), for scratch sizes. */

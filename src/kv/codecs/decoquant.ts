@@ -104,6 +104,7 @@ import { svd, symmetricEigen } from '../../numeric/linalg.js';
 import { assertFinite, CodecSpecError, type CodecContext, type CodecFactory, type KvCodec, type ParsedSpec } from '../codec.js';
 import { fullBondDims, mpoDecompose } from '../mpo.js';
 import { wasmHeap, type WasmHeap } from '../../kernels/wasm/runtime.js';
+import { scratchParts } from './attn-wasm.js';
 
 const F16_MAX = 65504;
 const ONE = Float64Array.of(1);
@@ -183,18 +184,6 @@ class Storage {
   release(): void {
     for (const [offset, owner] of this.taken) this.heap?.release(offset, owner);
   }
-}
-
-/** Byte offsets of 16-byte-aligned parts of the scratch staging slot, one per size in bytes. */
-function scratchParts(heap: WasmHeap, bytes: readonly number[]): number[] {
-  const offsets: number[] = [];
-  let total = 0;
-  for (const b of bytes) {
-    offsets.push(total);
-    total += Math.ceil(b / 16) * 16;
-  }
-  const base = heap.staging(SLOT_SCRATCH, Math.max(1, total / 4)).byteOffset;
-  return offsets.map((o) => base + o);
 }
 
 const lanes = new Float32Array(16);
@@ -988,7 +977,7 @@ class PathACodec extends BlockCodec {
     // Per query: the hi plane, then the lo plane, each in the kernels' layout.
     const planeBytes = Math.ceil(len / 8) * 16;
     const qBytes = 2 * planeBytes;
-    const [pPieces, pQ, pInfo] = scratchParts(heap, [nP * 16, nq * qBytes, nq * nP * 24]);
+    const [pPieces, pQ, pInfo] = scratchParts(heap, SLOT_SCRATCH, [nP * 16, nq * qBytes, nq * nP * 24]);
     this.writePieces(heap, pPieces, head);
     const q16 = new Int16Array(heap.buffer(), pQ, (nq * qBytes) / 2);
     const info = new Float64Array(heap.buffer(), pInfo, nq * nP * 3);
@@ -1022,7 +1011,7 @@ class PathACodec extends BlockCodec {
     const { len, pieces, layout } = this.heads[head];
     const rowBytes = (this.runCodes * quant.bits) / 8;
     const groupsPerRow = rowLen / quant.group;
-    const [pPieces, pZ, pScratch] = scratchParts(heap, [pieces.length * 16, nq * len * 4, 2 * ACC_TILE * 4]);
+    const [pPieces, pZ, pScratch] = scratchParts(heap, SLOT_SCRATCH, [pieces.length * 16, nq * len * 4, 2 * ACC_TILE * 4]);
     this.writePieces(heap, pPieces, head);
     const z = new Float32Array(heap.buffer(), pZ, nq * len);
     const zn = new Float32Array(len);
@@ -1143,7 +1132,7 @@ class PathBCodec extends BlockCodec {
   protected scoreBlocksWasm(nb: number, head: number, q: Float32Array, qOffset: number, nq: number, nTokens: number, o: number, outStride: number): void {
     const { heap, k } = this.wasm as Wasm;
     const { r, L, headDim, ts } = this;
-    const [pA] = scratchParts(heap, [nq * r * 4]);
+    const [pA] = scratchParts(heap, SLOT_SCRATCH, [nq * r * 4]);
     const a = new Float32Array(heap.buffer(), pA, nq * r);
     const staged = new Float32Array(heap.buffer(), o, (nq - 1) * outStride + nTokens);
     const qrot = new Float64Array(r);
@@ -1160,7 +1149,7 @@ class PathBCodec extends BlockCodec {
   protected accumulateBlocksWasm(nb: number, head: number, wp: number, wStride: number, nq: number, nTokens: number, out: Float32Array, outOffset: number): void {
     const { heap, k } = this.wasm as Wasm;
     const { r, L, ts } = this;
-    const [pZ] = scratchParts(heap, [nq * r * 4]);
+    const [pZ] = scratchParts(heap, SLOT_SCRATCH, [nq * r * 4]);
     const z = new Float32Array(heap.buffer(), pZ, nq * r);
     for (let b = 0; b < nb; b++) {
       k.dqF16Dots(pZ, r, wp + b * L * 4, wStride, nq, ts.byteOffset + b * r * L * 2, L, r, Math.min(L, nTokens - b * L));

@@ -90,7 +90,8 @@ import {
   roundHalfEven,
 } from '../../numeric/minifloat.js';
 import { assertFinite, CodecSpecError, type CodecContext, type CodecFactory, type KvCodec, type ParsedSpec } from '../codec.js';
-import { wasmHeap, type WasmHeap } from '../../kernels/wasm/runtime.js';
+import type { WasmHeap } from '../../kernels/wasm/runtime.js';
+import { allocateStorage, scratchParts } from './attn-wasm.js';
 
 const F32_MAX = 3.4028234663852886e38;
 const F32_MIN_SUBNORMAL = 2 ** -149;
@@ -208,44 +209,17 @@ const SLOT_IN = 0;
 const SLOT_OUT = 1;
 const SLOT_SCRATCH = 2;
 
-/** Byte offsets of 16-byte-aligned parts of the scratch staging slot, one per size in bytes. */
-function scratchParts(heap: WasmHeap, bytes: readonly number[]): number[] {
-  const offsets: number[] = [];
-  let total = 0;
-  for (const b of bytes) {
-    offsets.push(total);
-    total += Math.ceil(b / 16) * 16;
-  }
-  const base = heap.staging(SLOT_SCRATCH, Math.max(1, total / 4)).byteOffset;
-  return offsets.map((o) => base + o);
-}
-
 /**
  * Code words and scale bytes in the WASM heap, owned by the codec (a dropped cache frees them),
- * with the kernels and a copy of the scale table; or in ordinary memory without a heap or when
- * it is full (wasm32 stops at 4 GiB).
+ * with the kernels and a copy of the scale table; or in ordinary memory for the TS paths (heap
+ * full, kernel=ts, or LOWKV_KERNELS=ref).
  */
-function allocate(owner: object, heap: WasmHeap | undefined, words: number, bytes: number, scaleValues: Readonly<Float64Array>): { codes: Uint32Array; scales: Uint8Array; wasm: Wasm | undefined } {
-  if (heap) {
-    const taken: number[] = [];
-    const u8 = (n: number): Uint8Array => {
-      const a = heap.u8(n, owner);
-      taken.push(a.byteOffset);
-      return a;
-    };
-    try {
-      const c = u8(words * 4);
-      const scales = u8(bytes);
-      const table = u8(scaleValues.length * 8);
-      new Float64Array(table.buffer, table.byteOffset, scaleValues.length).set(scaleValues);
-      const wasm = { heap, k: heap.kernels as unknown as Kernels, scaleTable: table.byteOffset };
-      return { codes: new Uint32Array(c.buffer, c.byteOffset, words), scales, wasm };
-    } catch (e) {
-      for (const offset of taken) heap.release(offset, owner);
-      if (!(e instanceof RangeError)) throw e;
-    }
-  }
-  return { codes: new Uint32Array(words), scales: new Uint8Array(bytes), wasm: undefined };
+function allocate(owner: object, kernels: boolean, words: number, bytes: number, scaleValues: Readonly<Float64Array>): { codes: Uint32Array; scales: Uint8Array; wasm: Wasm | undefined } {
+  if (!kernels) return { codes: new Uint32Array(words), scales: new Uint8Array(bytes), wasm: undefined };
+  const { arrays, heap } = allocateStorage(owner, (a) => ({ codes: a.u32(words), scales: a.u8(bytes), table: a.u8(scaleValues.length * 8) }));
+  if (!heap) return { codes: arrays.codes, scales: arrays.scales, wasm: undefined };
+  new Float64Array(arrays.table.buffer, arrays.table.byteOffset, scaleValues.length).set(scaleValues);
+  return { codes: arrays.codes, scales: arrays.scales, wasm: { heap, k: heap.kernels as unknown as Kernels, scaleTable: arrays.table.byteOffset } };
 }
 
 /** Tokens per tile of mxAccumulate (assembly/attn-mx.ts TILE): sizes its scratch. */
@@ -302,7 +276,7 @@ class BlockCodec implements KvCodec {
     // The kernels take whole units of 8 codes: other head sizes stay on the TS paths.
     const kernels = o.kernel === 'wasm' && ctx.headDim % 8 === 0;
     this.scaleValues = f.scale === 'e8m0' ? E8M0_VALUES : E4M3_VALUES;
-    const a = allocate(this, kernels ? wasmHeap() : undefined, packedWords(ctx.capacity * this.rowWidth, f.bits), ctx.capacity * ctx.nKvHeads * this.nBlocks, this.scaleValues);
+    const a = allocate(this, kernels, packedWords(ctx.capacity * this.rowWidth, f.bits), ctx.capacity * ctx.nKvHeads * this.nBlocks, this.scaleValues);
     this.codes = a.codes;
     this.scales = a.scales;
     this.wasm = a.wasm;
@@ -462,7 +436,7 @@ class BlockCodec implements KvCodec {
     }
     if (this.wasm && o !== undefined) {
       const { heap, k, scaleTable } = this.wasm;
-      const [pTable, pQ, pScale] = scratchParts(heap, [16, nq * D * 2, nq * nBlocks * 8]);
+      const [pTable, pQ, pScale] = scratchParts(heap, SLOT_SCRATCH, [16, nq * D * 2, nq * nBlocks * 8]);
       const buf = heap.buffer();
       new Int8Array(buf, pTable, 16).set(ints);
       const q16 = new Int16Array(buf, pQ, nq * D);
@@ -491,7 +465,7 @@ class BlockCodec implements KvCodec {
     const { headDim: D, nBlocks, f } = this;
     if (this.wasm && o !== undefined) {
       const { heap, k, scaleTable } = this.wasm;
-      const [pQ] = scratchParts(heap, [nq * D * 4]);
+      const [pQ] = scratchParts(heap, SLOT_SCRATCH, [nq * D * 4]);
       new Float32Array(heap.buffer(), pQ, nq * D).set(qf);
       k.mxScores8(...this.headArgs(head), nTokens, D, f.block, f.values === E4M3_VALUES ? 1 : 0, scaleTable, pQ, D, nq, o, outStride);
       return;
@@ -521,7 +495,7 @@ class BlockCodec implements KvCodec {
     if (this.wasm) {
       const { heap, k, scaleTable } = this.wasm;
       const wp = heap.input(w, wOffset, (nq - 1) * wStride + nTokens, SLOT_IN);
-      const [pTable, pAcc, pScratch] = scratchParts(heap, [16, nq * D * 4, ACC_TILE * nBlocks * 4]);
+      const [pTable, pAcc, pScratch] = scratchParts(heap, SLOT_SCRATCH, [16, nq * D * 4, ACC_TILE * nBlocks * 4]);
       if (f.ints) new Int8Array(heap.buffer(), pTable, 16).set(f.ints);
       acc = new Float32Array(heap.buffer(), pAcc, nq * D).fill(0);
       const fmt = f.ints ? 2 : f.values === E4M3_VALUES ? 1 : 0;
