@@ -121,17 +121,41 @@ export function dotRows(q: usize, rows: usize, rowStride: usize, n: i32, headDim
   }
 }
 
-/** out[d] += Σ_t p[t]·row_t[d] over t < n, token by token (float32 product, float32 sum). */
+/**
+ * out[d] += Σ_t p[t]·row_t[d] over t < n, token by token (float32 product, float32 sum). Sixteen
+ * columns at a time: four independent sums hide the add latency and share each weight load.
+ */
 export function axpyRows(p: usize, rows: usize, rowStride: usize, n: i32, headDim: i32, out: usize): void {
+  const d16 = headDim & ~15;
   const d4 = headDim & ~3;
-  for (let d = 0; d < d4; d += 4) {
+  let d = 0;
+  for (; d < d16; d += 16) {
+    const o = <usize>d << 2;
+    let a0 = v128.load(out + o);
+    let a1 = v128.load(out + o, 16);
+    let a2 = v128.load(out + o, 32);
+    let a3 = v128.load(out + o, 48);
+    let r = rows + o;
+    for (let t = 0; t < n; t++, r += rowStride) {
+      const w = v128.load_splat<f32>(p + (<usize>t << 2));
+      a0 = f32x4.add(a0, f32x4.mul(w, v128.load(r)));
+      a1 = f32x4.add(a1, f32x4.mul(w, v128.load(r, 16)));
+      a2 = f32x4.add(a2, f32x4.mul(w, v128.load(r, 32)));
+      a3 = f32x4.add(a3, f32x4.mul(w, v128.load(r, 48)));
+    }
+    v128.store(out + o, a0);
+    v128.store(out + o, a1, 16);
+    v128.store(out + o, a2, 32);
+    v128.store(out + o, a3, 48);
+  }
+  for (; d < d4; d += 4) {
     const o = <usize>d << 2;
     let acc = v128.load(out + o);
     let r = rows + o;
     for (let t = 0; t < n; t++, r += rowStride) acc = f32x4.add(acc, f32x4.mul(v128.load_splat<f32>(p + (<usize>t << 2)), v128.load(r)));
     v128.store(out + o, acc);
   }
-  for (let d = d4; d < headDim; d++) {
+  for (; d < headDim; d++) {
     const o = <usize>d << 2;
     let acc = load<f32>(out + o);
     let r = rows + o;

@@ -4,6 +4,9 @@ import { defaultBackend, type Backend } from './backend.js';
 import type { LlamaConfig, LlamaWeights } from './types.js';
 import { readRow, heapFloat32 } from './weight-memory.js';
 
+/** Bound on the score rows of one attention call (floats), for long caches. */
+const ATT_FLOATS = 4 << 20;
+
 /**
  * Scratch for one micro-batch of up to maxBatch tokens; sized once, reused by every call. In the
  * WASM heap (when it fits), so the kernels work on it in place.
@@ -20,7 +23,9 @@ class Scratch {
   readonly up: Float32Array; // [n][hiddenDim]
   readonly cos: Float32Array;
   readonly sin: Float32Array;
-  att: Float32Array = new Float32Array(0); // [group][capacity], grown to the largest cache seen
+  att: Float32Array = new Float32Array(0); // [tile·group][capacity], grown to the largest cache seen
+  qTile: Float32Array = new Float32Array(0); // [tile][group·headDim]: one KV head's queries
+  outTile: Float32Array = new Float32Array(0); // [tile][group·headDim]
 
   constructor(c: LlamaConfig, n: number) {
     const qDim = c.nHeads * c.headDim;
@@ -53,6 +58,11 @@ export interface ModelOptions {
   readonly backend?: Backend;
   /** Kernel threads for the WASM backend (default LOWKV_THREADS, else 1). */
   readonly threads?: number;
+  /**
+   * Query tokens per attention call in a prefill (default 32; 1 attends token by token). Results
+   * are the same for any value: each score and weighted sum is computed alike.
+   */
+  readonly attentionTile?: number;
 }
 
 /**
@@ -61,6 +71,7 @@ export interface ModelOptions {
  */
 export class LlamaModel {
   readonly maxBatch: number;
+  readonly attentionTile: number;
   readonly kernels: Backend;
   private readonly s: Scratch;
   private readonly invFreq: Float64Array;
@@ -75,6 +86,8 @@ export class LlamaModel {
     opts: ModelOptions = {},
   ) {
     this.maxBatch = opts.maxBatch ?? 512;
+    this.attentionTile = opts.attentionTile ?? 32;
+    if (!Number.isInteger(this.attentionTile) || this.attentionTile < 1) throw new RangeError(`attentionTile ${opts.attentionTile} is not a positive integer`);
     this.kernels = opts.backend ?? defaultBackend(opts.threads);
     if (config.nHeads % config.nKvHeads !== 0) {
       throw new RangeError(`n_heads ${config.nHeads} is not a multiple of n_kv_heads ${config.nKvHeads}`);
@@ -107,7 +120,6 @@ export class LlamaModel {
     }
     const rows = n - logitsFrom;
     this.ensureLogits(rows);
-    this.ensureAtt(cache.shape.capacity);
 
     for (let b0 = 0; b0 < n; b0 += this.maxBatch) {
       const b1 = Math.min(n, b0 + this.maxBatch);
@@ -152,18 +164,36 @@ export class LlamaModel {
     if (!kStore.preRope) kStore.append(s.k, n);
     vStore.append(s.v, n);
 
-    // Causal attention: token i sees positions 0 … pos0 + i. One scores/accumulate call per KV
-    // head covers its whole query group.
+    // Causal attention, in tiles of query tokens: one scores/accumulate call per KV head covers
+    // the tile's tokens times the head's query group, so a prefill reads the stored codes once per
+    // tile rather than once per token. Token i sees positions 0 … pos0 + i; the positions after
+    // its own that the tile's last token sees are scored but weighted 0.
     const scale = 1 / Math.sqrt(c.headDim);
     const stride = cache.shape.capacity;
-    s.attnOut.fill(0, 0, n * qDim);
-    for (let i = 0; i < n; i++) {
-      const seen = pos0 + i + 1;
+    const rowWidth = group * c.headDim;
+    const tile = this.ensureAtt(stride, n);
+    for (let i0 = 0; i0 < n; i0 += tile) {
+      const nt = Math.min(tile, n - i0);
+      const last = pos0 + i0 + nt;
       for (let h = 0; h < c.nKvHeads; h++) {
-        const qOff = i * qDim + h * group * c.headDim;
-        kStore.scores(h, s.q, qOff, group, seen, s.att, 0, stride);
-        for (let g = 0; g < group; g++) softmax(s.att, g * stride, seen, scale);
-        vStore.accumulate(h, s.att, 0, stride, group, seen, s.attnOut, qOff);
+        for (let i = 0; i < nt; i++) {
+          const src = (i0 + i) * qDim + h * rowWidth;
+          s.qTile.set(s.q.subarray(src, src + rowWidth), i * rowWidth);
+        }
+        kStore.scores(h, s.qTile, 0, nt * group, last, s.att, 0, stride);
+        for (let i = 0; i < nt; i++) {
+          const seen = pos0 + i0 + i + 1;
+          for (let g = 0; g < group; g++) {
+            const row = (i * group + g) * stride;
+            softmax(s.att, row, seen, scale);
+            s.att.fill(0, row + seen, row + last);
+          }
+        }
+        s.outTile.fill(0, 0, nt * rowWidth);
+        vStore.accumulate(h, s.att, 0, stride, nt * group, last, s.outTile, 0);
+        for (let i = 0; i < nt; i++) {
+          s.attnOut.set(s.outTile.subarray(i * rowWidth, (i + 1) * rowWidth), (i0 + i) * qDim + h * rowWidth);
+        }
       }
     }
     matmul(s.proj, s.attnOut, w.wo, n);
@@ -197,8 +227,21 @@ export class LlamaModel {
     if (this.logitsView.length !== size) this.logitsView = this.logits.subarray(0, size);
   }
 
-  private ensureAtt(capacity: number): void {
-    const size = (this.config.nHeads / this.config.nKvHeads) * capacity;
-    if (this.s.att.length < size) this.s.att = heapFloat32(size);
+  /**
+   * Sizes the attention scratch for a cache of `capacity` tokens and returns the query tile: up to
+   * attentionTile tokens, fewer where the score rows would pass ATT_FLOATS.
+   */
+  private ensureAtt(capacity: number, n: number): number {
+    const group = this.config.nHeads / this.config.nKvHeads;
+    const tile = Math.max(1, Math.min(n, this.attentionTile, Math.floor(ATT_FLOATS / (group * capacity))));
+    const s = this.s;
+    if (s.att.length < tile * group * capacity) s.att = heapFloat32(tile * group * capacity);
+    const rowsLength = tile * group * this.config.headDim;
+    if (s.qTile.length < rowsLength) {
+      s.qTile = heapFloat32(rowsLength);
+      s.outTile = heapFloat32(rowsLength);
+    }
+    return tile;
   }
+
 }
