@@ -4,6 +4,7 @@
 // a fixed order), so scores and accumulated values must be identical, bit for bit.
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { CodecContext, KvCodec } from '../src/kv/codec.js';
+import { withPlainStorage } from '../src/kv/codecs/attn-wasm.js';
 import { createCodec } from '../src/kv/registry.js';
 import { wasmHeap } from '../src/kernels/wasm/runtime.js';
 import { kvRows, randn } from './helpers/codec-conformance.js';
@@ -153,6 +154,8 @@ describe('storage in the WASM heap', () => {
     expect(asked.get(held)).toBeGreaterThanOrEqual((4096 * 128 * 2) / 8);
     expect([...asked.keys()]).toEqual([held]);
     expect(heapRequests(() => createCodec(`${spec},kernel=ts`, ctx)).size).toBe(0);
+    // withPlainStorage (and LOWKV_KERNELS=ref, the same switch) keeps every codec out of the heap.
+    expect(heapRequests(() => withPlainStorage(() => createCodec(spec, ctx))).size).toBe(0);
   });
 
   it.each(['decoquant:4,l=64', 'decoquant:2,l=64,path=b,mode=asym', 'mxfp4', 'nvint4,hadamard'])(

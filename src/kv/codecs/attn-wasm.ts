@@ -115,13 +115,18 @@ export function withPlainStorage<T>(fn: () => T): T {
   }
 }
 
+/** False inside withPlainStorage and under LOWKV_KERNELS=ref: codecs then keep plain arrays. */
+export function heapStorageWanted(): boolean {
+  return plainDepth === 0 && process.env.LOWKV_KERNELS !== 'ref';
+}
+
 /**
  * Makes a codec's arrays in the WASM heap, freed when `owner` is collected; when the heap cannot
  * hold them all (RangeError past 4 GiB), releases what it took and makes ordinary arrays instead.
  * `heap` is set when the arrays are in the heap.
  */
 export function allocateStorage<T>(owner: object, make: (a: Allocator) => T): { arrays: T; heap?: WasmHeap } {
-  if (plainDepth === 0 && process.env.LOWKV_KERNELS !== 'ref') {
+  if (heapStorageWanted()) {
     const heap = wasmHeap();
     const taken: number[] = [];
     const bytes = (n: number): Uint8Array => {

@@ -104,7 +104,7 @@ import { svd, symmetricEigen } from '../../numeric/linalg.js';
 import { assertFinite, CodecSpecError, type CodecContext, type CodecFactory, type KvCodec, type ParsedSpec } from '../codec.js';
 import { fullBondDims, mpoDecompose } from '../mpo.js';
 import { wasmHeap, type WasmHeap } from '../../kernels/wasm/runtime.js';
-import { scratchParts } from './attn-wasm.js';
+import { heapStorageWanted, scratchParts } from './attn-wasm.js';
 
 const F16_MAX = 65504;
 const ONE = Float64Array.of(1);
@@ -1250,7 +1250,7 @@ function createDecoQuant(spec: ParsedSpec, ctx: CodecContext): KvCodec {
     o.path === 'b'
       ? new PathBCodec(canonical(o), ctx, o, storage)
       : new PathACodec(canonical(o), ctx, o, pathAShape(o.c, o.n, o.l, o.basis === 'head' ? ctx.headDim : ctx.nKvHeads * ctx.headDim), storage);
-  if (o.kernel === 'wasm') {
+  if (o.kernel === 'wasm' && heapStorageWanted()) {
     const storage = new Storage(wasmHeap());
     try {
       return build(storage);
