@@ -85,9 +85,11 @@ async function runChat(flags: ChatFlags): Promise<void> {
 }
 
 async function turn(chat: ChatSession, text: string, flags: ChatFlags, signal: AbortSignal): Promise<void> {
+  let started = false;
   try {
     const it = chat.send(text, { ...samplerOptions(flags), maxTokens: flags.n, signal });
     let r = await it.next();
+    started = true;
     while (!r.done) {
       process.stdout.write(r.value.text);
       r = await it.next();
@@ -97,7 +99,7 @@ async function turn(chat: ChatSession, text: string, flags: ChatFlags, signal: A
     const reason = r.value.finishReason;
     if (reason === 'aborted' || reason === 'context' || reason === 'length') process.stderr.write(`[${why[reason]}]\n`);
   } catch (e) {
-    process.stdout.write('\n');
+    if (started) process.stdout.write('\n');
     process.stderr.write(`error: ${(e as Error).message}\n`);
   }
 }
