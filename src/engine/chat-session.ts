@@ -18,10 +18,10 @@ export interface ChatSessionOptions extends CacheOptions {
   readonly templateVars?: Readonly<Record<string, unknown>>;
 }
 
+/** A reply's summary; its promptTokens are the tokens this turn processed, the rendered conversation minus reusedTokens. */
 export interface ChatTurnResult extends GenerateResult {
   /** Tokens of the rendered conversation already in the cache, not processed again. */
   readonly reusedTokens: number;
-  // promptTokens counts the tokens this turn processed: the rendered conversation minus reusedTokens.
 }
 
 /**
