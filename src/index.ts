@@ -1,7 +1,9 @@
 // lowkv's public API.
 export { loadModel, Model, cachePolicy, type LoadModelOptions, type CacheOptions } from './engine/model.js';
 export { Session } from './engine/session.js';
-export { generate, type GenerateOptions, type GenerateChunk, type GenerateResult, type FinishReason } from './engine/generate.js';
+export { ChatSession, type ChatOptions, type ChatSessionOptions, type ChatTurnResult } from './engine/chat-session.js';
+export { ChatTemplate, ChatTemplateError, FALLBACK_CHAT_TEMPLATE, type ChatMessage, type RenderOptions } from './engine/chat-template.js';
+export { generate, generateFrom, type GenerateOptions, type GenerateChunk, type GenerateResult, type FinishReason } from './engine/generate.js';
 export { Sampler, SAMPLER_DEFAULTS, argmax, type SamplerOptions } from './engine/sampler.js';
 export { perplexity, type PerplexityOptions, type PerplexityResult } from './eval/perplexity.js';
 export { LlamaModel, type ModelOptions } from './model/llama.js';

@@ -2,20 +2,14 @@ import { Command, Option } from 'commander';
 import { generate, type GenerateResult } from '../engine/generate.js';
 import type { Session } from '../engine/session.js';
 import { SAMPLER_DEFAULTS } from '../engine/sampler.js';
-import { cacheOptions, floatArg, formatBytes, intArg, interruptSignal, openModel, policyFromFlags, policyLabel, threadsOption } from './common.js';
+import { cacheOptions, formatBytes, intArg, interruptSignal, openModel, policyFromFlags, policyLabel, threadsOption } from './common.js';
+import { addSamplingOptions, samplerOptions, type SamplingFlags } from './sampling.js';
 
-export interface GenerateFlags {
+export interface GenerateFlags extends SamplingFlags {
   model?: string;
   tokenizer?: string;
   prompt: string;
   n: number;
-  temp: number;
-  topK: number;
-  topP: number;
-  minP: number;
-  repeatPenalty: number;
-  seed?: number;
-  stop: string[];
   ctx?: number;
   cacheTypeK: string;
   cacheTypeV: string;
@@ -27,14 +21,8 @@ export interface GenerateFlags {
 export function addGenerateOptions(cmd: Command, defaults: { n: number; temp: number; cache: string }): Command {
   cmd
     .option('-p, --prompt <text>', 'prompt (default: empty, generation starts from BOS)', '')
-    .option('-n, --n <tokens>', 'tokens to generate', intArg('-n', 0), defaults.n)
-    .option('--temp <t>', 'temperature; 0 = greedy', floatArg('--temp', 0), defaults.temp)
-    .option('--top-k <k>', 'top-k, 0 = off', intArg('--top-k', 0), SAMPLER_DEFAULTS.topK)
-    .option('--top-p <p>', 'top-p, 1 = off', floatArg('--top-p', 0), SAMPLER_DEFAULTS.topP)
-    .option('--min-p <p>', 'min-p, 0 = off', floatArg('--min-p', 0), SAMPLER_DEFAULTS.minP)
-    .option('--repeat-penalty <r>', 'repetition penalty, 1 = off', floatArg('--repeat-penalty', 0), SAMPLER_DEFAULTS.repeatPenalty)
-    .option('-s, --seed <n>', 'random seed (same seed, same text)', intArg('--seed', 0))
-    .option('--stop <text>', 'stop before this string (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('-n, --n <tokens>', 'tokens to generate', intArg('-n', 0), defaults.n);
+  addSamplingOptions(cmd, defaults.temp)
     .option('-c, --ctx <tokens>', 'context size (default: the model\'s)', intArg('--ctx', 1))
     .option('--no-echo', 'do not print the prompt before the continuation');
   for (const o of cacheOptions(defaults.cache)) cmd.addOption(o);
@@ -50,14 +38,8 @@ export async function runGenerate(flags: GenerateFlags, allowDefaultModel: boole
   const session = model.createSession({ ctx, policy: policyFromFlags(flags) });
   if (flags.echo) process.stdout.write(flags.prompt);
   const it = generate(session, model.tokenizer, flags.prompt, {
+    ...samplerOptions(flags),
     maxTokens: flags.n,
-    temperature: flags.temp,
-    topK: flags.topK,
-    topP: flags.topP,
-    minP: flags.minP,
-    repeatPenalty: flags.repeatPenalty,
-    seed: flags.seed,
-    stop: flags.stop,
     signal: interruptSignal(),
   });
   let r = await it.next();

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { calibrateCommand } from './calibrate.js';
+import { chatCommand } from './chat.js';
 import { codecsCommand } from './codecs.js';
 import { convertCommand } from './convert.js';
 import { demoCommand } from './demo.js';
@@ -16,6 +17,7 @@ const program = new Command('lowkv')
   .enablePositionalOptions()
   .addCommand(demoCommand())
   .addCommand(generateCommand())
+  .addCommand(chatCommand())
   .addCommand(pplCommand())
   .addCommand(evalCommand())
   .addCommand(infoCommand())

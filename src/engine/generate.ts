@@ -45,16 +45,32 @@ export async function* generate(
   prompt: string,
   opts: GenerateOptions = {},
 ): AsyncGenerator<GenerateChunk, GenerateResult, undefined> {
+  const promptIds = tokenizer.encode(prompt, { addBos: opts.addBos });
+  if (promptIds.length === 0) promptIds.push(tokenizer.bos);
+  return yield* generateFrom(session, tokenizer, promptIds, opts);
+}
+
+/**
+ * generate() for a prompt already tokenized: feeds `promptIds` after whatever `session` holds
+ * (a chat turn feeds only the tokens its cache lacks) and continues from there.
+ */
+export async function* generateFrom(
+  session: Session,
+  tokenizer: Tokenizer,
+  promptIds: readonly number[],
+  opts: Omit<GenerateOptions, 'addBos'> = {},
+): AsyncGenerator<GenerateChunk, GenerateResult, undefined> {
   const maxTokens = opts.maxTokens ?? 128;
   if (!Number.isInteger(maxTokens) || maxTokens < 0) throw new RangeError(`max tokens must be a non-negative integer (got ${maxTokens})`);
+  if (promptIds.length === 0) throw new RangeError('the prompt has no tokens: generation needs at least one token to continue from');
   const sampler = new Sampler(tokenizer.vocabSize, opts);
   const stop = new StopMatcher(opts.stop ?? []);
   const decoder = tokenizer.decoder();
-  const promptIds = tokenizer.encode(prompt, { addBos: opts.addBos });
-  if (promptIds.length === 0) promptIds.push(tokenizer.bos);
   if (session.length + promptIds.length >= session.capacity) {
     throw new RangeError(`prompt of ${promptIds.length} tokens does not fit the context of ${session.capacity} (${session.length} already used)`);
   }
+  // The repetition penalty looks back over the whole context, cached tokens included.
+  for (const t of session.tokens()) sampler.accept(t);
   for (const t of promptIds) {
     sampler.accept(t);
     // The decoder must know the prompt: the SentencePiece leading-space rule applies to the

@@ -4,6 +4,8 @@ import { loadModelFile, type LoadedModelFile, type ModelFormat } from '../model/
 import type { LlamaConfig } from '../model/types.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import { perplexity, type PerplexityOptions, type PerplexityResult } from '../eval/perplexity.js';
+import { ChatSession, type ChatOptions, type ChatSessionOptions, type ChatTurnResult } from './chat-session.js';
+import { ChatTemplate, type ChatMessage } from './chat-template.js';
 import { generate, type GenerateChunk, type GenerateOptions, type GenerateResult } from './generate.js';
 import { Session } from './session.js';
 
@@ -34,6 +36,7 @@ export function cachePolicy(o: CacheOptions): KvPolicy {
 /** A loaded model with its tokenizer: the entry point of the library API. */
 export class Model {
   readonly llama: LlamaModel;
+  private template?: ChatTemplate;
 
   constructor(
     readonly file: LoadedModelFile,
@@ -55,6 +58,12 @@ export class Model {
     return this.file.name;
   }
 
+  /** The model's chat template, or the documented fallback (ChatML) when it has none. */
+  get chatTemplate(): ChatTemplate {
+    this.template ??= ChatTemplate.forModel(this.file.chatTemplate, this.tokenizer);
+    return this.template;
+  }
+
   /** A fresh sequence with its own KV cache. */
   createSession(opts: CacheOptions = {}): Session {
     const ctx = opts.ctx ?? this.config.contextLength;
@@ -65,6 +74,19 @@ export class Model {
   /** Streams a continuation of prompt in a fresh session; the iterator's return value is the summary. */
   generate(prompt: string, opts: GenerateOptions & CacheOptions = {}): AsyncGenerator<GenerateChunk, GenerateResult, undefined> {
     return generate(this.createSession(opts), this.tokenizer, prompt, opts);
+  }
+
+  /** A conversation that keeps its KV cache across turns. */
+  chatSession(opts: ChatSessionOptions = {}): ChatSession {
+    return new ChatSession(this, opts);
+  }
+
+  /** Streams the assistant's reply to `messages` in a fresh session; the iterator's return value is the summary. */
+  chat(
+    messages: readonly ChatMessage[],
+    opts: ChatOptions & Omit<ChatSessionOptions, 'messages' | 'system'> = {},
+  ): AsyncGenerator<GenerateChunk, ChatTurnResult, undefined> {
+    return new ChatSession(this, { ...opts, messages }).reply(opts);
   }
 
   /** llama-perplexity over text (tokenized once with BOS). */

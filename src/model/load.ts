@@ -22,7 +22,11 @@ export interface LoadedModelFile {
   readonly tokenizer: Tokenizer;
   /** Where the tokenizer came from: the model file itself, or a tokenizer.bin beside it. */
   readonly tokenizerPath: string;
+  /** Jinja chat template (GGUF tokenizer.chat_template, or tokenizer_config.json), when the model has one. */
+  readonly chatTemplate?: string;
 }
+
+const CHAT_TEMPLATE_KEY = 'tokenizer.chat_template';
 
 export interface LoadFileOptions {
   /** llama2.c only: the tokenizer.bin to use instead of searching beside the model. */
@@ -38,7 +42,9 @@ export function loadModelFile(path: string, opts: LoadFileOptions = {}): LoadedM
     const tokenizer = new SpmTokenizer(spmVocabFromGguf(file.metadata, path));
     checkVocab(path, config, tokenizer);
     const name = file.metadata.get('general.name');
-    return { path, format: 'gguf', name: typeof name === 'string' ? name : basename(path), config, weights, tokenizer, tokenizerPath: path };
+    const chatTemplate = file.metadata.get(CHAT_TEMPLATE_KEY);
+    if (chatTemplate !== undefined && typeof chatTemplate !== 'string') throw new ModelFormatError(path, CHAT_TEMPLATE_KEY, 'must be a string');
+    return { path, format: 'gguf', name: typeof name === 'string' ? name : basename(path), config, weights, tokenizer, tokenizerPath: path, chatTemplate };
   }
   const { config, weights } = readLlama2c(path);
   const tokenizerPath = opts.tokenizerPath ?? findLlama2cTokenizer(path, config.vocabSize);
