@@ -1,5 +1,5 @@
 // lowkv's public API.
-export { loadModel, Model, cachePolicy, type LoadModelOptions, type CacheOptions } from './engine/model.js';
+export { loadModel, Model, cachePolicy, DEFAULT_CTX, type LoadModelOptions, type CacheOptions } from './engine/model.js';
 export { Session } from './engine/session.js';
 export { ChatSession, type ChatOptions, type ChatSessionOptions, type ChatTurnResult } from './engine/chat-session.js';
 export { ChatTemplate, ChatTemplateError, FALLBACK_CHAT_TEMPLATE, type ChatMessage, type RenderOptions } from './engine/chat-template.js';

@@ -2,11 +2,9 @@ import { createInterface } from 'node:readline';
 import { Command, Option } from 'commander';
 import type { ChatSession } from '../engine/chat-session.js';
 import { SAMPLER_DEFAULTS } from '../engine/sampler.js';
+import { DEFAULT_CTX } from '../engine/model.js';
 import { cacheOptions, formatBytes, intArg, openModel, policyFromFlags, policyLabel, threadsOption, type CacheFlags, type ModelFlags } from './common.js';
 import { addSamplingOptions, samplerOptions, type SamplingFlags } from './sampling.js';
-
-/** The cache is allocated whole up front, so a model trained on 128K tokens does not get 128K by default. */
-const DEFAULT_CHAT_CTX = 4096;
 
 export interface ChatFlags extends SamplingFlags, CacheFlags, ModelFlags {
   system?: string;
@@ -30,14 +28,14 @@ export function chatCommand(): Command {
     .option('--tokenizer <file>', 'llama2.c tokenizer.bin (default: tokenizer.bin or tok*.bin beside the model)')
     .option('--system <text>', 'system message opening the conversation')
     .option('-n, --n <tokens>', 'most tokens per reply (default: until the model ends its turn or the context is full)', intArg('-n', 1));
-  addSamplingOptions(cmd, SAMPLER_DEFAULTS.temperature).option('-c, --ctx <tokens>', `context size (default: the model's, at most ${DEFAULT_CHAT_CTX})`, intArg('--ctx', 2));
+  addSamplingOptions(cmd, SAMPLER_DEFAULTS.temperature).option('-c, --ctx <tokens>', `context size (default: the model's training context, at most ${DEFAULT_CTX})`, intArg('--ctx', 2));
   for (const o of cacheOptions('f32')) cmd.addOption(o);
   return cmd.action((flags: ChatFlags) => runChat(flags));
 }
 
 async function runChat(flags: ChatFlags): Promise<void> {
   const model = await openModel(flags);
-  const ctx = flags.ctx ?? Math.min(model.config.contextLength, DEFAULT_CHAT_CTX);
+  const ctx = flags.ctx ?? model.defaultContext;
   const chat = model.chatSession({ ctx, policy: policyFromFlags(flags), system: flags.system });
   const tty = process.stdin.isTTY === true;
   if (chat.template.isFallback) {

@@ -23,7 +23,7 @@ export function addGenerateOptions(cmd: Command, defaults: { n: number; temp: nu
     .option('-p, --prompt <text>', 'prompt (default: empty, generation starts from BOS)', '')
     .option('-n, --n <tokens>', 'tokens to generate', intArg('-n', 0), defaults.n);
   addSamplingOptions(cmd, defaults.temp)
-    .option('-c, --ctx <tokens>', 'context size (default: the model\'s)', intArg('--ctx', 1))
+    .option('-c, --ctx <tokens>', 'context size (default: the model\'s training context, at most 4096)', intArg('--ctx', 1))
     .option('--no-echo', 'do not print the prompt before the continuation');
   for (const o of cacheOptions(defaults.cache)) cmd.addOption(o);
   return cmd;
@@ -31,7 +31,7 @@ export function addGenerateOptions(cmd: Command, defaults: { n: number; temp: nu
 
 export async function runGenerate(flags: GenerateFlags, allowDefaultModel: boolean): Promise<{ result: GenerateResult; session: Session }> {
   const model = await openModel(flags, allowDefaultModel);
-  const ctx = flags.ctx ?? model.config.contextLength;
+  const ctx = flags.ctx ?? model.defaultContext;
   if (ctx > model.config.contextLength) {
     process.stderr.write(`warning: context ${ctx} is longer than the ${model.config.contextLength} tokens ${model.name} was trained on\n`);
   }

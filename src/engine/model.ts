@@ -18,9 +18,15 @@ export interface LoadModelOptions {
   readonly threads?: number;
 }
 
+/** The longest default context of a session (CacheOptions.ctx). */
+export const DEFAULT_CTX = 4096;
+
 /** How a session's KV cache is stored: one codec spec for K and one for V, or a full policy. */
 export interface CacheOptions {
-  /** Tokens the session can hold (default: the model's training context). */
+  /**
+   * Tokens the session can hold (default: the model's training context, at most DEFAULT_CTX: the
+   * cache is allocated whole up front, so a model trained on 128K tokens does not get 128K unasked).
+   */
   readonly ctx?: number;
   readonly cacheTypeK?: string;
   readonly cacheTypeV?: string;
@@ -64,9 +70,14 @@ export class Model {
     return this.template;
   }
 
+  /** The context a session gets when none is asked for. */
+  get defaultContext(): number {
+    return Math.min(this.config.contextLength, DEFAULT_CTX);
+  }
+
   /** A fresh sequence with its own KV cache. */
   createSession(opts: CacheOptions = {}): Session {
-    const ctx = opts.ctx ?? this.config.contextLength;
+    const ctx = opts.ctx ?? this.defaultContext;
     if (!Number.isInteger(ctx) || ctx < 1) throw new RangeError(`context must be a positive integer (got ${ctx})`);
     return new Session(this.llama, ctx, cachePolicy(opts));
   }
