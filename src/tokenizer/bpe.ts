@@ -61,13 +61,12 @@ export class BpeTokenizer implements Tokenizer {
     this.specials = new SpecialSplitter(vocab.tokens, this.types);
     this.merges = new MergeTable(vocab.tokens, vocab.merges);
 
-    const encoder = new TextEncoder();
     const pieces = vocab.tokens.map((text, id) => {
       switch (this.types[id]) {
         case TokenType.Normal:
           return fromByteAlphabet(text);
         case TokenType.UserDefined:
-          return encoder.encode(text);
+          return utf8.encode(text);
         default:
           return new Uint8Array(0);
       }
@@ -185,14 +184,15 @@ export class BpeTokenizer implements Tokenizer {
   }
 }
 
+const utf8 = new TextEncoder();
+
 /** The bytes a token written in the byte alphabet stands for. */
 function fromByteAlphabet(text: string): Uint8Array {
   const bytes: number[] = [];
-  const encoder = new TextEncoder();
   for (const ch of text) {
     const b = CHAR_TO_BYTE.get(ch.codePointAt(0)!);
     if (b !== undefined) bytes.push(b);
-    else bytes.push(...encoder.encode(ch));
+    else bytes.push(...utf8.encode(ch));
   }
   return Uint8Array.from(bytes);
 }
