@@ -4,7 +4,7 @@ import { ModelFormatError } from '../formats/errors.js';
 import { withFile } from '../formats/file.js';
 import { readGguf } from '../formats/gguf.js';
 import { readLlama2c } from '../formats/llama2c.js';
-import { spmVocabFromGguf } from '../tokenizer/gguf-vocab.js';
+import { tokenizerFromGguf } from '../tokenizer/from-gguf.js';
 import { readLlama2cTokenizer } from '../tokenizer/llama2c-vocab.js';
 import { SpmTokenizer } from '../tokenizer/spm.js';
 import type { Tokenizer } from '../tokenizer/types.js';
@@ -39,7 +39,7 @@ export function loadModelFile(path: string, opts: LoadFileOptions = {}): LoadedM
     if (opts.tokenizerPath) throw new ModelFormatError(path, 'tokenizer', 'a GGUF file carries its own tokenizer; --tokenizer applies to llama2.c checkpoints only');
     const file = readGguf(path);
     const { config, weights } = llamaFromGguf(file);
-    const tokenizer = new SpmTokenizer(spmVocabFromGguf(file.metadata, path));
+    const tokenizer = tokenizerFromGguf(file.metadata, path);
     checkVocab(path, config, tokenizer);
     const name = file.metadata.get('general.name');
     const chatTemplate = file.metadata.get(CHAT_TEMPLATE_KEY);

@@ -11,25 +11,13 @@
  * - Special tokens of equal byte length are tried in id order (llama.cpp's std::sort leaves the
  *   order unspecified); the per-model LSTRIP/RSTRIP attributes (phi-3, jina) are not modelled.
  */
+import { RenderedPieces, wellFormed } from './rendered.js';
+import { resolveSpecials, SpecialSplitter } from './specials.js';
 import { TokenType } from './types.js';
-import type { EncodeOptions, SpmVocab, StreamDecoder, Tokenizer } from './types.js';
+import type { EncodeOptions, SpecialIds, SpmVocab, StreamDecoder, Tokenizer } from './types.js';
 
 const SPACE_SYMBOL = '\u2581';
 const BYTE_PIECE = /^<0x([0-9A-Fa-f]{2})>$/;
-
-/**
- * Tokens that end generation besides EOS. llama.cpp recognises them by text and forces them to
- * the control type, which also hides them from decode and from special-token parsing.
- */
-const EOG_NAMES = new Set([
-  '<|eot_id|>',
-  '<|im_end|>',
-  '<|end|>',
-  '<end_of_turn>',
-  '<|endoftext|>',
-  '<|eom_id|>',
-  '<EOT>',
-]);
 
 /** Max-heap of candidate merges ordered like llama.cpp's `llm_bigram_spm::comparator`. */
 class BigramHeap {
@@ -191,13 +179,6 @@ class MergeTable {
   }
 }
 
-/** A piece of the input: raw text [start, end) when id < 0, else an already-matched special token. */
-interface Fragment {
-  readonly start: number;
-  readonly end: number;
-  readonly id: number;
-}
-
 export class SpmTokenizer implements Tokenizer {
   readonly vocabSize: number;
   readonly bos: number;
@@ -206,20 +187,19 @@ export class SpmTokenizer implements Tokenizer {
   /** The vocabulary as given (e.g. to embed it in a GGUF file). */
   readonly vocab: SpmVocab;
 
-  /** Token type per id, after llama.cpp's EOG-name override. */
+  /** Token type per id, after llama.cpp's control-type overrides. */
   private readonly types: Int32Array;
   private readonly merges: MergeTable;
   /** Token id for each byte value's `<0xNN>` piece (unk when the vocabulary lacks it). */
   private readonly byteToken = new Int32Array(256);
   /** UTF-8 bytes each token renders as in decode (empty for control/unknown/unused). */
-  private readonly rendered: Uint8Array[];
-  /** Control, unknown and user-defined ids, longest text (in UTF-8 bytes) first. */
-  private readonly specials: number[];
-  private readonly eog = new Set<number>();
+  private readonly rendered: RenderedPieces;
+  private readonly specials: SpecialSplitter;
+  private readonly eog: ReadonlySet<number>;
   private readonly heap = new BigramHeap();
   private readonly run = new SymbolRun();
 
-  constructor(vocab: SpmVocab) {
+  constructor(vocab: SpmVocab, specialIds: SpecialIds = {}) {
     const n = vocab.tokens.length;
     if (n === 0) throw new RangeError('SPM vocabulary is empty');
     if (vocab.scores.length !== n || vocab.types.length !== n) {
@@ -237,19 +217,11 @@ export class SpmTokenizer implements Tokenizer {
     this.bos = vocab.bos;
     this.eos = vocab.eos;
     this.addBos = vocab.addBos;
-    this.types = Int32Array.from(vocab.types);
+    ({ types: this.types, eog: this.eog } = resolveSpecials(vocab.tokens, vocab.types, vocab.eos, specialIds));
 
     // Like llama.cpp's token_to_id map, a repeated text resolves to its last id.
     const idOf = new Map<string, number>();
-    for (let id = 0; id < n; id++) {
-      const text = vocab.tokens[id];
-      idOf.set(text, id);
-      if (EOG_NAMES.has(text)) {
-        this.eog.add(id);
-        this.types[id] = TokenType.Control;
-      }
-    }
-    this.eog.add(vocab.eos);
+    for (let id = 0; id < n; id++) idOf.set(vocab.tokens[id], id);
     this.merges = new MergeTable(idOf, n);
 
     for (let b = 0; b < 256; b++) {
@@ -257,7 +229,7 @@ export class SpmTokenizer implements Tokenizer {
     }
 
     const encoder = new TextEncoder();
-    this.rendered = vocab.tokens.map((text, id) => {
+    const pieces = vocab.tokens.map((text, id) => {
       switch (this.types[id]) {
         case TokenType.Normal:
           return encoder.encode(text.replaceAll(SPACE_SYMBOL, ' '));
@@ -272,16 +244,9 @@ export class SpmTokenizer implements Tokenizer {
           return new Uint8Array(0);
       }
     });
+    this.rendered = new RenderedPieces(pieces, vocab.addSpacePrefix);
 
-    const byteLength = vocab.tokens.map((t) => Buffer.byteLength(t, 'utf8'));
-    this.specials = [];
-    for (let id = 0; id < n; id++) {
-      const t = this.types[id];
-      const special = t === TokenType.Control || t === TokenType.UserDefined || t === TokenType.Unknown;
-      // An empty text would match everywhere; llama.cpp renames empty tokens so they never match.
-      if (special && vocab.tokens[id].length > 0) this.specials.push(id);
-    }
-    this.specials.sort((a, b) => byteLength[b] - byteLength[a] || a - b);
+    this.specials = new SpecialSplitter(vocab.tokens, this.types);
   }
 
   encode(text: string, opts: EncodeOptions = {}): number[] {
@@ -293,7 +258,7 @@ export class SpmTokenizer implements Tokenizer {
     if (addBos) out.push(this.bos);
     if (raw.length > 0) {
       let prevSpecial = true;
-      for (const f of this.partition(raw, opts.parseSpecial ?? false)) {
+      for (const f of this.specials.split(raw, opts.parseSpecial ?? false)) {
         if (f.id >= 0) {
           out.push(f.id);
           prevSpecial = true;
@@ -310,46 +275,15 @@ export class SpmTokenizer implements Tokenizer {
   }
 
   decode(ids: ArrayLike<number>): string {
-    let total = 0;
-    let stripSpace = this.vocab.addSpacePrefix;
-    const parts: Uint8Array[] = new Array(ids.length);
-    for (let i = 0; i < ids.length; i++) {
-      let bytes = this.rendered[this.checkId(ids[i])];
-      if (stripSpace && bytes.length > 0) {
-        stripSpace = false;
-        if (bytes[0] === 0x20) bytes = bytes.subarray(1);
-      }
-      parts[i] = bytes;
-      total += bytes.length;
-    }
-    const all = new Uint8Array(total);
-    let off = 0;
-    for (const p of parts) {
-      all.set(p, off);
-      off += p.length;
-    }
-    return utf8Decoder().decode(all);
+    return this.rendered.decode(ids);
   }
 
   decoder(): StreamDecoder {
-    const utf8 = utf8Decoder();
-    let stripSpace = this.vocab.addSpacePrefix;
-    return {
-      push: (id: number): string => {
-        let bytes = this.rendered[this.checkId(id)];
-        if (bytes.length === 0) return '';
-        if (stripSpace) {
-          stripSpace = false;
-          if (bytes[0] === 0x20) bytes = bytes.subarray(1);
-        }
-        return utf8.decode(bytes, { stream: true });
-      },
-      flush: (): string => utf8.decode(),
-    };
+    return this.rendered.decoder();
   }
 
   piece(id: number): string {
-    const text = this.vocab.tokens[this.checkId(id)];
+    const text = this.vocab.tokens[this.rendered.checkId(id)];
     return this.types[id] === TokenType.Normal ? text.replaceAll(SPACE_SYMBOL, ' ') : text;
   }
 
@@ -357,49 +291,8 @@ export class SpmTokenizer implements Tokenizer {
     return this.eog.has(id);
   }
 
-  private checkId(id: number): number {
-    if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
-      throw new RangeError(`token id ${id} is out of range for a vocabulary of ${this.vocabSize} tokens`);
-    }
-    return id;
-  }
-
-  /**
-   * llama.cpp's `tokenizer_st_partition`: each special token in turn (longest first) is cut out of
-   * every remaining raw-text fragment, leftmost occurrence first. Occurrences are found with one
-   * scan of the whole text per token, so many fragments cost no repeated scanning.
-   */
-  private partition(text: string, parseSpecial: boolean): Fragment[] {
-    let frags: Fragment[] = [{ start: 0, end: text.length, id: -1 }];
-    for (const id of this.specials) {
-      const type = this.types[id];
-      if (!parseSpecial && type !== TokenType.UserDefined) continue;
-      const tok = this.vocab.tokens[id];
-      const hits: number[] = [];
-      for (let at = text.indexOf(tok); at >= 0; at = text.indexOf(tok, at + 1)) hits.push(at);
-      if (hits.length === 0) continue;
-
-      const next: Fragment[] = [];
-      let h = 0;
-      for (const f of frags) {
-        if (f.id >= 0) {
-          next.push(f);
-          continue;
-        }
-        let pos = f.start;
-        while (h < hits.length && hits[h] < pos) h++;
-        while (h < hits.length && hits[h] + tok.length <= f.end) {
-          const at = hits[h++];
-          if (at < pos) continue; // overlaps the previous match
-          if (at > pos) next.push({ start: pos, end: at, id: -1 });
-          next.push({ start: at, end: at + tok.length, id });
-          pos = at + tok.length;
-        }
-        if (pos < f.end) next.push({ start: pos, end: f.end, id: -1 });
-      }
-      frags = next;
-    }
-    return frags;
+  specialTokenId(text: string): number | undefined {
+    return this.specials.idOf(text);
   }
 
   /**
@@ -526,14 +419,4 @@ function codePointEnd(s: string, i: number): number {
 
 function isOneCodePoint(s: string): boolean {
   return s.length > 0 && codePointEnd(s, 0) === s.length;
-}
-
-/** The text as UTF-8 would carry it: lone surrogates become U+FFFD, as TextEncoder does. */
-function wellFormed(s: string): string {
-  return s.replace(/\p{Surrogate}/gu, '\uFFFD');
-}
-
-/** ignoreBOM keeps a leading U+FEFF in the output, so decode never drops text that encode saw. */
-function utf8Decoder() {
-  return new TextDecoder('utf-8', { ignoreBOM: true });
 }

@@ -24,10 +24,61 @@ export interface SpmVocab {
   readonly addSpacePrefix: boolean;
 }
 
+/** A byte-level BPE vocabulary, as stored in GGUF (model = "gpt2"). */
+export interface BpeVocab {
+  /** Token texts in GPT-2's byte alphabet ("Ġthe"); control and user-defined tokens as written. */
+  readonly tokens: readonly string[];
+  readonly types: Int32Array; // TokenType per id
+  /** Merge rules "left right", highest priority first. */
+  readonly merges: readonly string[];
+  /** `tokenizer.ggml.pre` (undefined: llama.cpp's "default"). */
+  readonly pre: string | undefined;
+  readonly bos: number;
+  readonly eos: number;
+  readonly addBos: boolean;
+  readonly addEos: boolean;
+}
+
+/** A WordPiece vocabulary as llama.cpp's converter stores it in GGUF (model = "bert"). */
+export interface WpmVocab {
+  /** Word-initial pieces start with "▁" (U+2581); continuation pieces carry no "##". */
+  readonly tokens: readonly string[];
+  readonly types: Int32Array; // TokenType per id
+  /** [CLS], prepended by add_special. */
+  readonly bos: number;
+  /** [SEP], appended by add_special. */
+  readonly sep: number;
+  readonly unk: number;
+  /** EOS if the file names one (WordPiece has none by default). */
+  readonly eos: number | null;
+  readonly addBos: boolean;
+}
+
+/**
+ * Ids of special roles beyond bos/eos/unk, from `tokenizer.ggml.<role>_token_id`; a role left out
+ * is looked up by llama.cpp's well-known token names instead.
+ */
+export interface SpecialIds {
+  readonly eot?: number;
+  readonly eom?: number;
+  readonly fimPre?: number;
+  readonly fimSuf?: number;
+  readonly fimMid?: number;
+  readonly fimPad?: number;
+  readonly fimRep?: number;
+  readonly fimSep?: number;
+}
+
 export interface EncodeOptions {
-  /** Prepend BOS (default: the vocabulary's addBos). */
+  /**
+   * llama.cpp's add_special: prepend BOS and append EOS as the vocabulary asks (WordPiece: [CLS]
+   * and [SEP]). Default: the vocabulary's addBos; false adds neither.
+   */
   addBos?: boolean;
-  /** Recognise control tokens such as "<s>" written in the text (default false). */
+  /**
+   * Recognise control tokens such as "<s>" or "<|im_start|>" written in the text (default false).
+   * User-defined tokens are always recognised, as in llama.cpp.
+   */
   parseSpecial?: boolean;
 }
 
@@ -52,6 +103,11 @@ export interface Tokenizer {
   decoder(): StreamDecoder;
   /** Printable form of one token, for debugging and verbose output. */
   piece(id: number): string;
-  /** End-of-generation token (EOS, or another control token marked so). */
+  /** End-of-generation token: EOS, EOT, and the control tokens llama.cpp treats so (<|eot_id|>, <|im_end|>…). */
   isEog(id: number): boolean;
+  /**
+   * The id of the control, unknown or user-defined token whose text is exactly `text`
+   * (e.g. "<|im_start|>"), or undefined: what chat templates need to name turn markers.
+   */
+  specialTokenId(text: string): number | undefined;
 }
