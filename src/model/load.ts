@@ -1,17 +1,19 @@
-import { readdirSync, readSync } from 'node:fs';
+import { readdirSync, readSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { ModelFormatError } from '../formats/errors.js';
 import { withFile } from '../formats/file.js';
 import { readGguf } from '../formats/gguf.js';
 import { readLlama2c } from '../formats/llama2c.js';
 import { spmVocabFromGguf } from '../tokenizer/gguf-vocab.js';
+import { HfTokenizer, chatTemplateOf, readHfTokenizerFiles } from '../tokenizer/hf.js';
 import { readLlama2cTokenizer } from '../tokenizer/llama2c-vocab.js';
 import { SpmTokenizer } from '../tokenizer/spm.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import { llamaFromGguf } from './from-gguf.js';
+import { ggufFromHf } from './from-hf.js';
 import type { LlamaConfig, LlamaWeights } from './types.js';
 
-export type ModelFormat = 'gguf' | 'llama2c';
+export type ModelFormat = 'gguf' | 'llama2c' | 'hf';
 
 export interface LoadedModelFile {
   readonly path: string;
@@ -20,8 +22,10 @@ export interface LoadedModelFile {
   readonly config: LlamaConfig;
   readonly weights: LlamaWeights;
   readonly tokenizer: Tokenizer;
-  /** Where the tokenizer came from: the model file itself, or a tokenizer.bin beside it. */
+  /** Where the tokenizer came from: the model file itself, a tokenizer.bin beside it, or tokenizer.json. */
   readonly tokenizerPath: string;
+  /** The model's Jinja chat template, when it ships one. */
+  readonly chatTemplate?: string;
 }
 
 export interface LoadFileOptions {
@@ -29,8 +33,15 @@ export interface LoadFileOptions {
   readonly tokenizerPath?: string;
 }
 
-/** Loads a GGUF or llama2.c checkpoint (told apart by their first bytes) and its tokenizer. */
+/**
+ * Loads a GGUF or llama2.c checkpoint (told apart by their first bytes), or a Hugging Face folder
+ * (config.json + safetensors + tokenizer.json), and its tokenizer.
+ */
 export function loadModelFile(path: string, opts: LoadFileOptions = {}): LoadedModelFile {
+  if (isDirectory(path)) {
+    if (opts.tokenizerPath) throw new ModelFormatError(path, 'tokenizer', 'a model folder carries its own tokenizer.json; --tokenizer applies to llama2.c checkpoints only');
+    return loadHfFolder(path);
+  }
   if (sniffMagic(path) === 'GGUF') {
     if (opts.tokenizerPath) throw new ModelFormatError(path, 'tokenizer', 'a GGUF file carries its own tokenizer; --tokenizer applies to llama2.c checkpoints only');
     const file = readGguf(path);
@@ -45,6 +56,23 @@ export function loadModelFile(path: string, opts: LoadFileOptions = {}): LoadedM
   const tokenizer = new SpmTokenizer(readLlama2cTokenizer(tokenizerPath, config.vocabSize));
   checkVocab(tokenizerPath, config, tokenizer);
   return { path, format: 'llama2c', name: basename(path), config, weights, tokenizer, tokenizerPath };
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false; // a missing path is reported by the file readers
+  }
+}
+
+function loadHfFolder(dir: string): LoadedModelFile {
+  const file = ggufFromHf(dir);
+  const files = readHfTokenizerFiles(dir); // before the weights: a missing tokenizer fails fast
+  const { config, weights } = llamaFromGguf(file);
+  const tokenizer = new HfTokenizer(files, config.vocabSize);
+  const chatTemplate = chatTemplateOf(files.config, dir, files.configPath);
+  return { path: dir, format: 'hf', name: basename(dir), config, weights, tokenizer, tokenizerPath: files.tokenizerPath, chatTemplate };
 }
 
 function sniffMagic(path: string): string {
