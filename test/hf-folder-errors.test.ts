@@ -44,8 +44,10 @@ describe.skipIf(!hasShared)('a bad Hugging Face folder fails with an error namin
     good = writeHfFolder('llama2-f32', join(root, 'good'));
   });
 
-  it('the good folder loads', () => {
-    expect(loadModelFile(good).format).toBe('hf');
+  it('the good folder loads, with its chat template', () => {
+    const f = loadModelFile(good);
+    expect(f.format).toBe('hf');
+    expect(f.chatTemplate).toContain('{% for m in messages %}');
   });
 
   it('no config.json', () => {
@@ -108,6 +110,15 @@ describe.skipIf(!hasShared)('a bad Hugging Face folder fails with an error namin
   it('special tokens of tokenizer_config.json that are not in the vocabulary', () => {
     const dir = broken((d) => editJson(join(d, 'tokenizer_config.json'), (c) => (c.eos_token = '<|nope|>')));
     expectError(dir, join(dir, 'tokenizer_config.json'), 'eos_token', /"<\|nope\|>" is not in the vocabulary/);
+  });
+
+  it('a file of the folder stands for the folder; a lone safetensors file is refused', () => {
+    expect(loadModelFile(join(good, 'model.safetensors')).path).toBe(good);
+    expect(loadModelFile(join(good, 'config.json')).path).toBe(good);
+    const lone = join(root, 'lone');
+    mkdirSync(lone);
+    cpSync(join(good, 'model.safetensors'), join(lone, 'model.safetensors'));
+    expectError(join(lone, 'model.safetensors'), join(lone, 'model.safetensors'), 'path', /need their Hugging Face folder/);
   });
 
   it('--tokenizer with a folder', () => {

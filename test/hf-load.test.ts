@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -12,6 +12,7 @@ import { loadModelFile } from '../src/model/load.js';
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, roundF16 } from '../src/numeric/f16.js';
 import { goldenGguf, writeHfFolder } from './helpers/hf-folder.js';
 import { allLogits, maxAbsDiff } from './helpers/models.js';
+import { writeSafetensors } from './helpers/safetensors-write.js';
 import { hasShared, readF32, readJson } from './helpers/shared-data.js';
 
 const root = mkdtempSync(join(tmpdir(), 'lowkv-hf-load-'));
@@ -87,7 +88,7 @@ describe.skipIf(!hasShared)('Hugging Face folders written from the golden models
       }
     });
 
-    it.skipIf(!ggufLoaderRuns(model))(`loads with --model DIR and gives llama.cpp's logits at every position (${tol})`, () => {
+    it.skipIf(!ggufLoaderRuns(model))(`loads and gives llama.cpp's logits at every position (${tol}); runs once the GGUF loader supports the architecture`, () => {
       const m = new Model(loadModelFile(once()));
       expect(m.format).toBe('hf');
       const ids = manifest.models[model].token_ids;
@@ -157,5 +158,79 @@ describe.skipIf(!hasShared)('Hugging Face folders written from the golden models
     const name = 'blk.0.attn_norm.weight';
     const expected = readTensor(golden, name).map((w) => roundF16(Math.fround(f16ToF32(f32ToF16(w - 1)) + 1)));
     expect(bits(readTensor(ours, name))).toEqual(bits(expected));
+  });
+
+  it('reads MistralForCausalLM, and configs that only give model_type, as llama', () => {
+    for (const [key, value] of [['architectures', ['MistralForCausalLM']], ['model_type', 'mistral']] as const) {
+      const dir = writeHfFolder('llama2-f32', join(root, `llama2-${key}`));
+      const configPath = join(dir, 'config.json');
+      const config = JSON.parse(readFileSync(configPath, 'utf8')) as Record<string, unknown>;
+      if (key === 'model_type') delete config.architectures;
+      config[key] = value;
+      writeFileSync(configPath, JSON.stringify(config));
+      expect(ggufFromHf(dir).metadata.get('general.architecture')).toBe('llama');
+    }
+  });
+
+  it('qwen3: q_norm/k_norm become attn_q_norm/attn_k_norm (F32), head_dim becomes key/value_length', () => {
+    const dir = join(root, 'qwen3');
+    mkdirSync(dir, { recursive: true });
+    const config = {
+      architectures: ['Qwen3ForCausalLM'],
+      hidden_size: 64,
+      intermediate_size: 96,
+      num_hidden_layers: 1,
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+      head_dim: 32, // 4 × 32 ≠ 64, as in real Qwen3 models
+      max_position_embeddings: 512,
+      rms_norm_eps: 1e-6,
+      rope_theta: 1e6,
+      tie_word_embeddings: true,
+    };
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
+    const norm = Float32Array.from({ length: 32 }, (_, i) => 1 + i / 64);
+    writeSafetensors(join(dir, 'model.safetensors'), [
+      { name: 'model.embed_tokens.weight', dtype: 'BF16', shape: [8, 64], values: new Float32Array(512) },
+      { name: 'model.layers.0.self_attn.q_proj.weight', dtype: 'BF16', shape: [128, 64], values: new Float32Array(128 * 64) },
+      { name: 'model.layers.0.self_attn.q_norm.weight', dtype: 'BF16', shape: [32], values: norm },
+      { name: 'model.layers.0.self_attn.k_norm.weight', dtype: 'BF16', shape: [32], values: norm },
+    ]);
+    const g = ggufFromHf(dir);
+    expect(g.tensors.map((t) => [t.name, t.type, t.ne])).toEqual([
+      ['token_embd.weight', GgmlType.BF16, [64, 8]],
+      ['blk.0.attn_q.weight', GgmlType.BF16, [64, 128]],
+      ['blk.0.attn_q_norm.weight', GgmlType.F32, [32]],
+      ['blk.0.attn_k_norm.weight', GgmlType.F32, [32]],
+    ]);
+    expect(readTensor(g, 'blk.0.attn_k_norm.weight')).toEqual(norm.map((x) => bf16ToF32(f32ToBf16(x))));
+    const meta = Object.fromEntries(g.metadata);
+    expect(meta).toMatchObject({
+      'general.architecture': 'qwen3',
+      'general.file_type': 32,
+      'qwen3.embedding_length': 64,
+      'qwen3.attention.head_count': 4,
+      'qwen3.attention.head_count_kv': 2,
+      'qwen3.attention.key_length': 32,
+      'qwen3.attention.value_length': 32,
+      'qwen3.rope.freq_base': 1e6,
+      'qwen3.attention.layer_norm_rms_epsilon': Math.fround(1e-6),
+    });
+  });
+
+  it('phi3 with longrope: rope_factors_long/short tensors and the attention factor, as the converter writes them', () => {
+    const dir = writeHfFolder('phi3-f32', join(root, 'phi3-longrope'));
+    const configPath = join(dir, 'config.json');
+    const config = JSON.parse(readFileSync(configPath, 'utf8')) as Record<string, unknown>;
+    const long = Array.from({ length: 16 }, (_, i) => 1 + i / 4);
+    const short = Array.from({ length: 16 }, (_, i) => 1 + i / 32);
+    Object.assign(config, { max_position_embeddings: 131072, original_max_position_embeddings: 4096, rope_scaling: { type: 'longrope', long_factor: long, short_factor: short } });
+    writeFileSync(configPath, JSON.stringify(config));
+    const g = ggufFromHf(dir);
+    expect([...readTensor(g, 'rope_factors_long.weight')]).toEqual(long);
+    expect([...readTensor(g, 'rope_factors_short.weight')]).toEqual(short);
+    // sqrt(1 + ln(scale) / ln(original context)), scale = 131072 / 4096
+    expect(g.metadata.get('phi3.rope.scaling.attn_factor')).toBe(Math.fround(Math.sqrt(1 + Math.log(32) / Math.log(4096))));
+    expect(g.metadata.get('phi3.rope.scaling.original_context_length')).toBe(4096);
   });
 });

@@ -1,4 +1,4 @@
-import { readdirSync, readSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { ModelFormatError } from '../formats/errors.js';
 import { withFile } from '../formats/file.js';
@@ -38,9 +38,10 @@ export interface LoadFileOptions {
  * (config.json + safetensors + tokenizer.json), and its tokenizer.
  */
 export function loadModelFile(path: string, opts: LoadFileOptions = {}): LoadedModelFile {
-  if (isDirectory(path)) {
-    if (opts.tokenizerPath) throw new ModelFormatError(path, 'tokenizer', 'a model folder carries its own tokenizer.json; --tokenizer applies to llama2.c checkpoints only');
-    return loadHfFolder(path);
+  const hfDir = hfFolderOf(path);
+  if (hfDir !== undefined) {
+    if (opts.tokenizerPath) throw new ModelFormatError(hfDir, 'tokenizer', 'a model folder carries its own tokenizer.json; --tokenizer applies to llama2.c checkpoints only');
+    return loadHfFolder(hfDir);
   }
   if (sniffMagic(path) === 'GGUF') {
     if (opts.tokenizerPath) throw new ModelFormatError(path, 'tokenizer', 'a GGUF file carries its own tokenizer; --tokenizer applies to llama2.c checkpoints only');
@@ -58,12 +59,20 @@ export function loadModelFile(path: string, opts: LoadFileOptions = {}): LoadedM
   return { path, format: 'llama2c', name: basename(path), config, weights, tokenizer, tokenizerPath };
 }
 
-function isDirectory(path: string): boolean {
+/** A Hugging Face folder, given as the folder itself or as its config.json or a safetensors file in it. */
+function hfFolderOf(path: string): string | undefined {
+  let isDir: boolean;
   try {
-    return statSync(path).isDirectory();
+    isDir = statSync(path).isDirectory();
   } catch {
-    return false; // a missing path is reported by the file readers
+    return undefined; // a missing path is reported by the file readers
   }
+  if (isDir) return path;
+  const name = basename(path);
+  if (name !== 'config.json' && !name.endsWith('.safetensors') && !name.endsWith('.safetensors.index.json')) return undefined;
+  const dir = dirname(path);
+  if (existsSync(join(dir, 'config.json'))) return dir;
+  throw new ModelFormatError(path, 'path', 'safetensors weights need their Hugging Face folder (config.json, tokenizer.json beside them); pass the folder');
 }
 
 function loadHfFolder(dir: string): LoadedModelFile {

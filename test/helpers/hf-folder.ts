@@ -6,7 +6,6 @@
 
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { GgmlType } from '../../src/formats/ggml-types.js';
 import { type GgufFile, getArray, getNumber, getString, readGguf, readTensor } from '../../src/formats/gguf.js';
 import { dataPath } from './shared-data.js';
 import { type Dtype, type TensorToWrite, writeSafetensors } from './safetensors-write.js';
@@ -267,6 +266,7 @@ function writeTokenizer(g: GgufFile, dir: string, model: string): void {
     legacy: true,
     model_max_length: 1024,
     tokenizer_class: 'LlamaTokenizer',
+    chat_template: `{{ bos_token }}{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}`,
     name: model,
   });
 }
@@ -275,6 +275,3 @@ function getBoolOr(g: GgufFile, key: string, fallback: boolean): boolean {
   const v = g.metadata.get(key);
   return typeof v === 'boolean' ? v : fallback;
 }
-
-/** Exported for tests that compare dtypes. */
-export const GGML_OF: Record<Dtype, GgmlType> = { F32: GgmlType.F32, F16: GgmlType.F16, BF16: GgmlType.BF16 };
