@@ -320,7 +320,7 @@ function unsupportedScaling(c: HfConfig, type: string, supported: string[]): nev
  * with torch's `scalar / tensor` evaluated as reciprocal(tensor) * scalar. Undefined when the
  * two wavelength bounds coincide (the converter asserts they differ).
  */
-export function llama3RopeFactors(
+function llama3RopeFactors(
   base: number,
   headDim: number,
   factor: number,
@@ -347,7 +347,7 @@ export function llama3RopeFactors(
 }
 
 /** The safetensors checkpoint of a folder: a sharded index, else model.safetensors. */
-export function openCheckpoint(dir: string): SafetensorsCheckpoint {
+function openCheckpoint(dir: string): SafetensorsCheckpoint {
   const index = join(dir, INDEX_FILE);
   if (existsSync(index)) return readShardedSafetensors(index);
   const single = join(dir, 'model.safetensors');
@@ -476,7 +476,7 @@ function tensorInfo(t: SafetensorsTensor, name: string, c: HfConfig, spec: ArchS
   }
   if (!toF32 && heads === undefined && !plusOne) return { ...base, type: GGML_TYPES[t.dtype], nbytes: t.nbytes };
 
-  const rowBytes = (t.nbytes / t.shape[0]) | 0;
+  const rowBytes = t.nbytes / t.shape[0];
   const load = (): Uint8Array => {
     const raw = readSafetensorsData(t);
     return heads === undefined ? raw : permuteRotaryRows(raw, t.shape[0], rowBytes, heads);
@@ -501,7 +501,7 @@ function tensorInfo(t: SafetensorsTensor, name: string, c: HfConfig, spec: ArchS
  * LlamaModel.permute: within each head, HF keeps the two halves of the rotary pairs apart
  * (rows [x0..x_{h/2-1}, y0..]); GGUF interleaves them (rows x0, y0, x1, y1, ...).
  */
-export function permuteRotaryRows(src: Uint8Array, rows: number, rowBytes: number, heads: number): Uint8Array {
+function permuteRotaryRows(src: Uint8Array, rows: number, rowBytes: number, heads: number): Uint8Array {
   const out = new Uint8Array(src.length);
   const perHead = rows / heads;
   const half = perHead / 2;
