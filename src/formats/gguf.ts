@@ -69,6 +69,10 @@ export interface GgufTensorInfo {
   readonly nbytes: number;
   /** Absolute file offset of the tensor data. */
   readonly offset: number;
+  /** The file holding the data when it is not the GgufFile's own path (a safetensors shard). */
+  readonly file?: string;
+  /** Produces the data instead of a read at `offset` (a tensor transformed on its way in). */
+  readonly data?: () => Uint8Array;
 }
 
 export interface GgufFile {
@@ -541,10 +545,12 @@ function alignUp(n: number, a: number): number {
 
 /** The raw bytes of one tensor, read at its offset into a fresh buffer. */
 export function readTensorBytes(file: GgufFile, info: GgufTensorInfo): Uint8Array {
+  if (info.data) return info.data();
+  const path = info.file ?? file.path;
   const out = new Uint8Array(info.nbytes);
-  const fd = fs.openSync(file.path, 'r');
+  const fd = fs.openSync(path, 'r');
   try {
-    readFully(fd, out, info.nbytes, info.offset, file.path, `tensor "${info.name}"`);
+    readFully(fd, out, info.nbytes, info.offset, path, `tensor "${info.name}"`);
   } finally {
     fs.closeSync(fd);
   }

@@ -1,17 +1,19 @@
-import { readdirSync, readSync } from 'node:fs';
+import { existsSync, readdirSync, readSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { ModelFormatError } from '../formats/errors.js';
 import { withFile } from '../formats/file.js';
 import { readGguf } from '../formats/gguf.js';
 import { readLlama2c } from '../formats/llama2c.js';
 import { tokenizerFromGguf } from '../tokenizer/from-gguf.js';
+import { HfTokenizer, chatTemplateOf, readHfTokenizerFiles } from '../tokenizer/hf.js';
 import { readLlama2cTokenizer } from '../tokenizer/llama2c-vocab.js';
 import { SpmTokenizer } from '../tokenizer/spm.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import { llamaFromGguf } from './from-gguf.js';
+import { ggufFromHf } from './from-hf.js';
 import type { LlamaConfig, LlamaWeights } from './types.js';
 
-export type ModelFormat = 'gguf' | 'llama2c';
+export type ModelFormat = 'gguf' | 'llama2c' | 'hf';
 
 export interface LoadedModelFile {
   readonly path: string;
@@ -20,7 +22,7 @@ export interface LoadedModelFile {
   readonly config: LlamaConfig;
   readonly weights: LlamaWeights;
   readonly tokenizer: Tokenizer;
-  /** Where the tokenizer came from: the model file itself, or a tokenizer.bin beside it. */
+  /** Where the tokenizer came from: the model file itself, a tokenizer.bin beside it, or tokenizer.json. */
   readonly tokenizerPath: string;
   /** Jinja chat template (GGUF tokenizer.chat_template, or tokenizer_config.json), when the model has one. */
   readonly chatTemplate?: string;
@@ -33,8 +35,16 @@ export interface LoadFileOptions {
   readonly tokenizerPath?: string;
 }
 
-/** Loads a GGUF or llama2.c checkpoint (told apart by their first bytes) and its tokenizer. */
+/**
+ * Loads a GGUF or llama2.c checkpoint (told apart by their first bytes), or a Hugging Face folder
+ * (config.json + safetensors + tokenizer.json), and its tokenizer.
+ */
 export function loadModelFile(path: string, opts: LoadFileOptions = {}): LoadedModelFile {
+  const hfDir = hfFolderOf(path);
+  if (hfDir !== undefined) {
+    if (opts.tokenizerPath) throw new ModelFormatError(hfDir, 'tokenizer', 'a model folder carries its own tokenizer.json; --tokenizer applies to llama2.c checkpoints only');
+    return loadHfFolder(hfDir);
+  }
   if (sniffMagic(path) === 'GGUF') {
     if (opts.tokenizerPath) throw new ModelFormatError(path, 'tokenizer', 'a GGUF file carries its own tokenizer; --tokenizer applies to llama2.c checkpoints only');
     const file = readGguf(path);
@@ -51,6 +61,31 @@ export function loadModelFile(path: string, opts: LoadFileOptions = {}): LoadedM
   const tokenizer = new SpmTokenizer(readLlama2cTokenizer(tokenizerPath, config.vocabSize));
   checkVocab(tokenizerPath, config, tokenizer);
   return { path, format: 'llama2c', name: basename(path), config, weights, tokenizer, tokenizerPath };
+}
+
+/** A Hugging Face folder, given as the folder itself or as its config.json or a safetensors file in it. */
+function hfFolderOf(path: string): string | undefined {
+  let isDir: boolean;
+  try {
+    isDir = statSync(path).isDirectory();
+  } catch {
+    return undefined; // a missing path is reported by the file readers
+  }
+  if (isDir) return path;
+  const name = basename(path);
+  if (name !== 'config.json' && !name.endsWith('.safetensors') && !name.endsWith('.safetensors.index.json')) return undefined;
+  const dir = dirname(path);
+  if (existsSync(join(dir, 'config.json'))) return dir;
+  throw new ModelFormatError(path, 'path', 'safetensors weights need their Hugging Face folder (config.json, tokenizer.json beside them); pass the folder');
+}
+
+function loadHfFolder(dir: string): LoadedModelFile {
+  const file = ggufFromHf(dir);
+  const files = readHfTokenizerFiles(dir); // before the weights: a missing tokenizer fails fast
+  const { config, weights } = llamaFromGguf(file);
+  const tokenizer = new HfTokenizer(files, config.vocabSize);
+  const chatTemplate = chatTemplateOf(files.config, dir, files.configPath);
+  return { path: dir, format: 'hf', name: basename(dir), config, weights, tokenizer, tokenizerPath: files.tokenizerPath, chatTemplate };
 }
 
 function sniffMagic(path: string): string {
