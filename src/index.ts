@@ -13,8 +13,14 @@ export { KvCache, type KvPolicy, type KvShape, type KvBytes } from './kv/cache.j
 export { CodecSpecError, parseSpec, type KvCodec, type CodecContext, type CodecFactory, type ParsedSpec, type KvRole } from './kv/codec.js';
 export { createCodec, codecNames, describeCodecs } from './kv/registry.js';
 export { SpmTokenizer } from './tokenizer/spm.js';
+export { BpeTokenizer } from './tokenizer/bpe.js';
+export { WpmTokenizer } from './tokenizer/wpm.js';
+export { HfTokenizer } from './tokenizer/hf.js';
+export { tokenizerFromGguf } from './tokenizer/from-gguf.js';
 export type { Tokenizer, SpmVocab, StreamDecoder, EncodeOptions } from './tokenizer/types.js';
 export { ModelFormatError } from './formats/errors.js';
 export { readGguf, type GgufFile, type GgufTensorInfo, type GgufValue } from './formats/gguf.js';
 export { writeGguf } from './formats/gguf-write.js';
 export { readLlama2c } from './formats/llama2c.js';
+export { readSafetensors, readShardedSafetensors } from './formats/safetensors.js';
+export { ggufFromHf } from './model/from-hf.js';
