@@ -11,6 +11,9 @@ import { readGguf, readTensor } from '../src/formats/gguf.js';
 import { copyMetadataEntry, writeGguf, type GgufTensorToWrite, type GgufTypedValue } from '../src/formats/gguf-write.js';
 import { llamaFromGguf } from '../src/model/from-gguf.js';
 import { LlamaModel } from '../src/model/llama.js';
+import { loadModelFile } from '../src/model/load.js';
+import { writeModelGguf } from '../src/model/to-gguf.js';
+import { SpmTokenizer } from '../src/tokenizer/spm.js';
 import { dataPath, hasShared, readJson } from './helpers/shared-data.js';
 
 type Meta = Array<[string, GgufTypedValue]>;
@@ -123,6 +126,12 @@ describe.skipIf(!hasShared)('loading architectures from GGUF', () => {
     const tokens = ids('llama2-f32');
     const path = variant('llama2-f32', { meta: setKey('llama.attention.sliding_window', { type: 'uint32', value: 4 }) });
     expect(run(path, tokens)).toEqual(run(golden('llama2-f32'), tokens));
+  });
+
+  it('convert refuses to write a non-Llama model as a llama GGUF', () => {
+    const file = loadModelFile(golden('phi3-f32'));
+    const vocab = (file.tokenizer as SpmTokenizer).vocab;
+    expect(() => writeModelGguf(file, vocab, join(dir, 'phi3-as-llama.gguf'), 'f32')).toThrow(/convert writes plain Llama models only; .* is phi3/);
   });
 
   it('refuses what it would compute wrongly, naming the field', () => {

@@ -1,7 +1,7 @@
 import { ropeInvFreq } from '../kernels/ref/ops.js';
+import type { WeightMatrix } from '../kernels/weights.js';
 import { KvCache, type KvPolicy } from '../kv/cache.js';
 import { defaultBackend, type Backend } from './backend.js';
-import type { WeightMatrix } from '../kernels/weights.js';
 import { ropeParams, type LlamaConfig, type LlamaWeights } from './types.js';
 import { readRow, heapFloat32 } from './weight-memory.js';
 
@@ -46,9 +46,9 @@ class Scratch {
 }
 
 /**
- * Sees each layer's K (before RoPE), V and post-RoPE Q rows as they are computed: what
- * calibration and the per-layer sensitivity profile collect. rows holds n rows (nKvHeads·headDim
- * values for K and V, nHeads·headDim for Q) and is only valid during the call.
+ * Sees each layer's K (before RoPE, as pre-RoPE codecs receive it), V and post-RoPE Q rows as
+ * they are computed: what calibration and the per-layer sensitivity profile collect. rows holds n
+ * rows (nKvHeads·headDim values for K and V, nHeads·headDim for Q), valid during the call only.
  */
 export type KvObserver = (layer: number, role: 'k' | 'v' | 'q', rows: Float32Array, n: number) => void;
 
