@@ -1,6 +1,6 @@
-// Row-wise and elementwise kernels of the forward pass: RMSNorm, RoPE, softmax, SwiGLU, x += y.
-// RMSNorm and RoPE compute in f64 exactly as their plain-TS twins (kernels/ref/ops.ts) do and
-// match them bit for bit; softmax and SwiGLU use the f32 vector exp below.
+// Row-wise and elementwise kernels of the forward pass: RMSNorm, RoPE, softmax, SwiGLU, GEGLU,
+// soft-capping, x += y. RMSNorm and RoPE compute in f64 exactly as their plain-TS twins
+// (kernels/ref/ops.ts) do and match them bit for bit; the others use the f32 vector exp below.
 
 // Cephes expf: x = k·ln2 + r (Cody–Waite split of ln2, |r| ≤ ln2/2), e^r by a degree-7 polynomial,
 // 2^k added to the exponent bits.
@@ -125,6 +125,38 @@ export function ropeRow(x: usize, nHeads: i32, headDim: i32, half: i32, cos: usi
 }
 
 /**
+ * RoPE of one row in NEOX pairing: (x[i], x[i + half]) of every head rotated by (cos[i], sin[i]),
+ * i < half, in f64 as the twin, two pairs per step.
+ */
+export function ropeRowNeox(x: usize, nHeads: i32, headDim: i32, half: i32, cos: usize, sin: usize): void {
+  const head = <usize>headDim << 2;
+  const span = <usize>half << 2;
+  const even = half & ~1;
+  for (let h = 0; h < nHeads; h++) {
+    const p = x + <usize>h * head;
+    let i = 0;
+    for (; i < even; i += 2) {
+      const o = <usize>i << 2;
+      const c = f64x2.promote_low_f32x4(v128.load64_zero(cos + o));
+      const s = f64x2.promote_low_f32x4(v128.load64_zero(sin + o));
+      const v0 = f64x2.promote_low_f32x4(v128.load64_zero(p + o));
+      const v1 = f64x2.promote_low_f32x4(v128.load64_zero(p + o + span));
+      v128.store64_lane(p + o, f32x4.demote_f64x2_zero(f64x2.sub(f64x2.mul(v0, c), f64x2.mul(v1, s))), 0);
+      v128.store64_lane(p + o + span, f32x4.demote_f64x2_zero(f64x2.add(f64x2.mul(v0, s), f64x2.mul(v1, c))), 0);
+    }
+    for (; i < half; i++) {
+      const o = <usize>i << 2;
+      const c = <f64>load<f32>(cos + o);
+      const s = <f64>load<f32>(sin + o);
+      const x0 = <f64>load<f32>(p + o);
+      const x1 = <f64>load<f32>(p + o + span);
+      store<f32>(p + o, <f32>(x0 * c - x1 * s));
+      store<f32>(p + o + span, <f32>(x0 * s + x1 * c));
+    }
+  }
+}
+
+/**
  * In-place softmax of n values: v = x·scale (in f64, rounded to f32, as the twin), e = exp4(v − max),
  * x = e · (1/Σe). Σe runs in 16 f32 lanes.
  */
@@ -199,6 +231,64 @@ export function swiglu(gate: usize, up: usize, n: i32): void {
     const g = load<f32>(gate + p);
     store<f32>(gate + p, (g / (1 + exp1(-g))) * load<f32>(up + p));
   }
+}
+
+/** 2·√(2/π): gelu_tanh(g) = 0.5·g·(1 + tanh(u)) = g / (1 + e^(−2u)), 2u = GELU_2K·(g + 0.044715·g³). */
+// @ts-ignore: decorator
+@lazy const GELU_2K: f32 = 1.5957691216057308;
+// @ts-ignore: decorator
+@lazy const GELU_C: f32 = 0.044715;
+
+/**
+ * gate = gelu_tanh(gate)·up over n values, as g/(1 + e^(−2u))·up: no cancellation near 0, and
+ * e^(−2u) = +inf for large negative g gives −0, large positive g gives g.
+ */
+export function geglu(gate: usize, up: usize, n: i32): void {
+  const end = <usize>(n & ~3) << 2;
+  const bytes = <usize>n << 2;
+  const one = f32x4.splat(1);
+  const k = f32x4.splat(-GELU_2K);
+  const c = f32x4.splat(GELU_C);
+  let p: usize = 0;
+  for (; p < end; p += 16) {
+    const g = v128.load(gate + p);
+    const t = f32x4.mul(k, f32x4.add(g, f32x4.mul(c, f32x4.mul(g, f32x4.mul(g, g)))));
+    v128.store(gate + p, f32x4.mul(f32x4.div(g, f32x4.add(one, exp4(t))), v128.load(up + p)));
+  }
+  for (; p < bytes; p += 4) {
+    const g = load<f32>(gate + p);
+    store<f32>(gate + p, (g / (1 + exp1(-GELU_2K * (g + GELU_C * (g * (g * g)))))) * load<f32>(up + p));
+  }
+}
+
+/**
+ * tanh in four f32 lanes (Cephes tanhf): for |x| ≤ 0.625 the odd polynomial x + x³·P(x²), above
+ * 1 − 2/(e^(2|x|) + 1) with x's sign (e^(2|x|) = +inf gives exactly ±1).
+ */
+// @ts-ignore: decorator
+@inline function tanh4(x: v128): v128 {
+  const one = f32x4.splat(1);
+  const ax = f32x4.abs(x);
+  const e = exp4(f32x4.add(ax, ax));
+  const big = v128.or(f32x4.sub(one, f32x4.div(f32x4.splat(2), f32x4.add(e, one))), v128.and(x, f32x4.splat(-0.0)));
+  const s = f32x4.mul(x, x);
+  let q = f32x4.add(f32x4.mul(f32x4.splat(-5.70498872745e-3), s), f32x4.splat(2.06390887954e-2));
+  q = f32x4.add(f32x4.mul(q, s), f32x4.splat(-5.37397155531e-2));
+  q = f32x4.add(f32x4.mul(q, s), f32x4.splat(1.33314422036e-1));
+  q = f32x4.add(f32x4.mul(q, s), f32x4.splat(-3.33332819422e-1));
+  const small = f32x4.add(f32x4.mul(f32x4.mul(q, s), x), x);
+  return v128.bitselect(small, big, f32x4.le(ax, f32x4.splat(0.625)));
+}
+
+/** x = cap·tanh(x·scale) over n values (soft-capping; scale includes 1/cap). */
+export function softcap(x: usize, n: i32, scale: f32, cap: f32): void {
+  const end = <usize>(n & ~3) << 2;
+  const bytes = <usize>n << 2;
+  const sv = f32x4.splat(scale);
+  const cv = f32x4.splat(cap);
+  let p: usize = 0;
+  for (; p < end; p += 16) v128.store(x + p, f32x4.mul(cv, tanh4(f32x4.mul(v128.load(x + p), sv))));
+  for (; p < bytes; p += 4) store<f32>(x + p, cap * f32x4.extract_lane(tanh4(f32x4.splat(load<f32>(x + p) * scale)), 0));
 }
 
 /** x += y over n values. */

@@ -321,7 +321,7 @@ describe('GGUF files that disagree with their hyperparameters', { timeout: 1000 
   it('unsupported architecture', () => {
     const p = writeTiny('mamba.gguf', { metadata: tinyMetadata([], 'mamba') });
     const e = fails(() => llamaFromGguf(readGguf(p)), p, 'general.architecture');
-    expect(e.problem).toBe('unsupported architecture "mamba"; supported: llama');
+    expect(e.problem).toBe('unsupported architecture "mamba"; supported: llama, qwen2, qwen3, phi3, gemma, gemma2');
   });
 
   it('partial RoPE and missing hyperparameters', () => {

@@ -5,6 +5,7 @@ import type { KvPolicy } from '../kv/cache.js';
 import type { CodecContext, KvCodec, KvRole } from '../kv/codec.js';
 import { createCodec } from '../kv/registry.js';
 import type { LlamaModel } from '../model/llama.js';
+import { ropeParams } from '../model/types.js';
 
 /** One method's reconstruction and attention error on one layer, averaged over chunks. */
 export interface PerLayerRow {
@@ -64,8 +65,8 @@ export async function perLayerProfile(model: LlamaModel, tokens: ArrayLike<numbe
   const { nLayers, nHeads, nKvHeads, headDim } = c;
   const kvDim = nKvHeads * headDim;
   const qDim = nHeads * headDim;
-  const ropeParams = { theta: c.ropeTheta, dim: c.ropeDim };
-  const invFreq = ropeInvFreq(c.ropeTheta, c.ropeDim);
+  const rotation = ropeParams(c);
+  const invFreq = ropeInvFreq(c.ropeTheta, c.ropeDim, c.ropeFreqFactors);
   const cosS = new Float32Array(c.ropeDim / 2);
   const sinS = new Float32Array(c.ropeDim / 2);
 
@@ -109,8 +110,8 @@ export async function perLayerProfile(model: LlamaModel, tokens: ArrayLike<numbe
         const { k: kPre, v, q } = cap[layer];
         const haveQ = cap[layer].n.q === n;
         kPost.set(kPre);
-        rope(kPost, n, nKvHeads, headDim, 0, invFreq, cosS, sinS);
-        const base = { layer, nKvHeads, headDim, capacity: ctx, rope: ropeParams };
+        rope(kPost, n, nKvHeads, headDim, 0, invFreq, cosS, sinS, rotation.pairing === 'neox');
+        const base = { layer, nKvHeads, headDim, capacity: ctx, rope: rotation };
         const make = (spec: string, role: KvRole): KvCodec => createCodec(spec, { ...base, role } satisfies CodecContext);
 
         let ref: Float32Array | undefined;

@@ -155,7 +155,8 @@ class FloatReader {
   }
 }
 
-type LayerKey = keyof LayerWeights;
+/** The tensors every layer has (llama2.c files hold no architecture-specific extras). */
+type LayerKey = { [K in keyof LayerWeights]-?: undefined extends LayerWeights[K] ? never : K }[keyof LayerWeights];
 
 /** Collects arrays as the layout reads them, then assembles LlamaWeights. */
 class Parts {

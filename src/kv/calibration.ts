@@ -1,5 +1,6 @@
 import { yieldToEventLoop } from '../engine/event-loop.js';
 import type { LlamaModel } from '../model/llama.js';
+import { ropeParams } from '../model/types.js';
 import type { CalibrationFile } from './calibration-file.js';
 import { CodecSpecError, parseSpec, type CalibrationSamples, type KvRole } from './codec.js';
 import { codecFactory, codecNames } from './registry.js';
@@ -52,7 +53,7 @@ export async function collectSamples(model: LlamaModel, tokens: ArrayLike<number
     model.observer = undefined;
   }
   if (kept === 0) throw new Error('calibration: no tokens were processed');
-  const rope = { theta: c.ropeTheta, dim: c.ropeDim };
+  const rope = ropeParams(c);
   return rows.flatMap((r, layer) =>
     (['k', 'v'] as const).map((role) => ({ layer, role, nKvHeads: c.nKvHeads, headDim: c.headDim, rows: r[role].subarray(0, kept * width), nRows: kept, rope, chunkLength: ctx })),
   );

@@ -12,11 +12,22 @@
  */
 export type KvRole = 'k' | 'v';
 
+/**
+ * Which two elements of a head RoPE rotates together as pair i < dim/2: 'norm' (x[2i], x[2i+1]),
+ * the layout of llama2.c and GGUF llama (llama.cpp's rope mode NORM); 'neox' (x[i], x[i + dim/2]),
+ * the layout of Qwen, Phi-3 and Gemma (GPT-NeoX's, llama.cpp's mode NEOX).
+ */
+export type RopePairing = 'norm' | 'neox';
+
 export interface RopeParams {
-  /** Base frequency θ; pair i of a head turns by pos·θ^(−2i/dim). */
+  /** Base frequency θ; pair i of a head turns by pos·θ^(−2i/dim) / freqFactors[i]. */
   readonly theta: number;
-  /** Leading head dimensions rotated, as interleaved pairs (x[2i], x[2i+1]). */
+  /** Leading head dimensions rotated. */
   readonly dim: number;
+  /** Default 'norm'. */
+  readonly pairing?: RopePairing;
+  /** dim/2 divisors of the pair frequencies (Llama 3.1's rope_freqs); absent: all 1. */
+  readonly freqFactors?: readonly number[];
 }
 
 export interface CodecContext {

@@ -15,7 +15,10 @@ export interface Backend {
   rope: typeof ref.rope;
   softmax: typeof ref.softmax;
   swiglu: typeof ref.swiglu;
+  geglu: typeof ref.geglu;
+  softcap: typeof ref.softcap;
   addInPlace: typeof ref.addInPlace;
+  addRows: typeof ref.addRows;
 }
 
 const SLOT_MATMUL = 8;
@@ -27,7 +30,10 @@ export const refBackend: Backend = {
   rope: ref.rope,
   softmax: ref.softmax,
   swiglu: ref.swiglu,
+  geglu: ref.geglu,
+  softcap: ref.softcap,
   addInPlace: ref.addInPlace,
+  addRows: ref.addRows,
 };
 
 /** The WASM kernels, matmuls split by output rows over `threads` threads. */
@@ -74,7 +80,19 @@ export function wasmBackend(threads = 1): Backend {
       pool.run('matmulQ8', fill(op, outDim, q, wp, n, inDim), split);
     }
   };
-  return { name: threads > 1 ? `wasm ×${threads}` : 'wasm', matmul, rmsnorm: wasm.rmsnorm, rope: wasm.rope, softmax: wasm.softmax, swiglu: wasm.swiglu, addInPlace: wasm.addInPlace };
+  return {
+    name: threads > 1 ? `wasm ×${threads}` : 'wasm',
+    matmul,
+    rmsnorm: wasm.rmsnorm,
+    rope: wasm.rope,
+    softmax: wasm.softmax,
+    swiglu: wasm.swiglu,
+    geglu: wasm.geglu,
+    softcap: wasm.softcap,
+    addInPlace: wasm.addInPlace,
+    // Biases (Qwen2) touch a few rows per token: not worth a kernel.
+    addRows: ref.addRows,
+  };
 }
 
 /** LOWKV_KERNELS=ref selects the plain-TS kernels; LOWKV_THREADS sets the thread count. */

@@ -1,7 +1,8 @@
 import { ropeInvFreq } from '../kernels/ref/ops.js';
+import type { WeightMatrix } from '../kernels/weights.js';
 import { KvCache, type KvPolicy } from '../kv/cache.js';
 import { defaultBackend, type Backend } from './backend.js';
-import type { LlamaConfig, LlamaWeights } from './types.js';
+import { ropeParams, type LlamaConfig, type LlamaWeights } from './types.js';
 import { readRow, heapFloat32 } from './weight-memory.js';
 
 /** Bound on the score rows of one attention call (floats), for long caches. */
@@ -45,9 +46,9 @@ class Scratch {
 }
 
 /**
- * Sees each layer's K (before RoPE), V and post-RoPE Q rows as they are computed: what
- * calibration and the per-layer sensitivity profile collect. rows holds n rows (nKvHeads·headDim
- * values for K and V, nHeads·headDim for Q) and is only valid during the call.
+ * Sees each layer's K (before RoPE, as pre-RoPE codecs receive it), V and post-RoPE Q rows as
+ * they are computed: what calibration and the per-layer sensitivity profile collect. rows holds n
+ * rows (nKvHeads·headDim values for K and V, nHeads·headDim for Q), valid during the call only.
  */
 export type KvObserver = (layer: number, role: 'k' | 'v' | 'q', rows: Float32Array, n: number) => void;
 
@@ -66,8 +67,11 @@ export interface ModelOptions {
 }
 
 /**
- * The Llama decoder. forward() runs a batch of consecutive tokens through every layer, appending
- * their K and V to the cache through its codecs, and returns logits for the rows asked for.
+ * The Llama-family decoder. forward() runs a batch of consecutive tokens through every layer,
+ * appending their K and V to the cache through its codecs, and returns logits for the rows asked
+ * for. The other architectures differ only through the config's optional fields (RoPE pairing
+ * and factors, embedding scale, FFN activation, soft-caps, sliding windows) and the layers'
+ * optional weights (biases, q/k norms, post-norms), each applied at one place below.
  */
 export class LlamaModel {
   readonly maxBatch: number;
@@ -75,6 +79,11 @@ export class LlamaModel {
   readonly kernels: Backend;
   private readonly s: Scratch;
   private readonly invFreq: Float64Array;
+  private readonly neox: boolean;
+  private readonly attnScale: number;
+  /** Per layer; 0: no window. */
+  private readonly window: readonly number[];
+  private readonly glu: Backend['swiglu'];
   private logits: Float32Array = new Float32Array(0);
   private logitsView: Float32Array = new Float32Array(0);
   /** Set to watch K/V activations (calibration); undefined on the normal path. */
@@ -92,14 +101,21 @@ export class LlamaModel {
     if (config.nHeads % config.nKvHeads !== 0) {
       throw new RangeError(`n_heads ${config.nHeads} is not a multiple of n_kv_heads ${config.nKvHeads}`);
     }
+    if (config.slidingWindow && config.slidingWindow.length !== config.nLayers) {
+      throw new RangeError(`slidingWindow has ${config.slidingWindow.length} entries for ${config.nLayers} layers`);
+    }
     this.s = new Scratch(config, this.maxBatch);
-    this.invFreq = ropeInvFreq(config.ropeTheta, config.ropeDim);
+    this.invFreq = ropeInvFreq(config.ropeTheta, config.ropeDim, config.ropeFreqFactors);
+    this.neox = config.ropePairing === 'neox';
+    this.attnScale = config.attnScale ?? 1 / Math.sqrt(config.headDim);
+    this.window = config.slidingWindow ?? new Array<number>(config.nLayers).fill(0);
+    this.glu = config.ffnActivation === 'gelu_tanh' ? this.kernels.geglu : this.kernels.swiglu;
   }
 
   /** A cache for this model holding up to `capacity` tokens with the given K/V codecs. */
   newCache(capacity: number, policy?: KvPolicy): KvCache {
-    const { nLayers, nKvHeads, headDim, ropeTheta, ropeDim } = this.config;
-    return new KvCache({ nLayers, nKvHeads, headDim, capacity, rope: { theta: ropeTheta, dim: ropeDim } }, policy);
+    const { nLayers, nKvHeads, headDim } = this.config;
+    return new KvCache({ nLayers, nKvHeads, headDim, capacity, rope: ropeParams(this.config) }, policy);
   }
 
   /**
@@ -135,15 +151,44 @@ export class LlamaModel {
   }
 
   private embed(tokens: ArrayLike<number>, b0: number, b1: number): void {
-    const { dim } = this.config;
-    for (let i = b0; i < b1; i++) readRow(this.weights.tokenEmbedding, tokens[i], this.s.x, (i - b0) * dim);
+    const { dim, embedScale } = this.config;
+    const x = this.s.x;
+    for (let i = b0; i < b1; i++) readRow(this.weights.tokenEmbedding, tokens[i], x, (i - b0) * dim);
+    // A float32 product: both factors are float32, so rounding the exact product once is fp32 ×.
+    if (embedScale !== undefined) for (let j = 0; j < (b1 - b0) * dim; j++) x[j] *= embedScale;
+  }
+
+  /** out = xb·Wᵀ (+ bias) for n rows. */
+  private project(out: Float32Array, w: WeightMatrix, bias: Float32Array | undefined, n: number): void {
+    this.kernels.matmul(out, this.s.xb, w, n);
+    if (bias) this.kernels.addRows(out, bias, n, w.rows);
+  }
+
+  /** x += y for n rows, through the post-norm first when the layer has one (Gemma 2). */
+  private residual(y: Float32Array, postNorm: Float32Array | undefined, n: number): void {
+    const { dim, rmsEps } = this.config;
+    if (postNorm) this.kernels.rmsnorm(this.s.xb, y, postNorm, n, dim, rmsEps);
+    this.kernels.addInPlace(this.s.x, postNorm ? this.s.xb : y, n * dim);
+  }
+
+  /**
+   * Turns one row of raw scores q·k into attention weights: keys [from, to) are visible (causal
+   * mask, and the sliding window where the layer has one), the rest of the row up to `end` gets
+   * weight 0. Soft-capping (Gemma 2) bends the scaled scores before the softmax.
+   */
+  private weigh(att: Float32Array, row: number, from: number, to: number, end: number): void {
+    const cap = this.config.attnSoftcap;
+    if (cap !== undefined) this.kernels.softcap(att, row + from, to - from, this.attnScale / cap, cap);
+    this.kernels.softmax(att, row + from, to - from, cap !== undefined ? 1 : this.attnScale);
+    att.fill(0, row, row + from);
+    att.fill(0, row + to, row + end);
   }
 
   private attention(l: number, n: number, cache: KvCache): void {
     const c = this.config;
     const w = this.weights.layers[l];
     const s = this.s;
-    const { matmul, rmsnorm, rope, softmax, addInPlace } = this.kernels;
+    const { matmul, rmsnorm, rope } = this.kernels;
     const { k: kStore, v: vStore } = cache.layers[l];
     const qDim = c.nHeads * c.headDim;
     const kvDim = c.nKvHeads * c.headDim;
@@ -151,24 +196,28 @@ export class LlamaModel {
     const pos0 = kStore.length;
 
     rmsnorm(s.xb, s.x, w.attnNorm, n, c.dim, c.rmsEps);
-    matmul(s.q, s.xb, w.wq, n);
-    matmul(s.k, s.xb, w.wk, n);
-    matmul(s.v, s.xb, w.wv, n);
+    this.project(s.q, w.wq, w.bq, n);
+    this.project(s.k, w.wk, w.bk, n);
+    this.project(s.v, w.wv, w.bv, n);
+    // Qwen3 normalises every query and key head (rows of headDim) before RoPE.
+    if (w.qNorm) rmsnorm(s.q, s.q, w.qNorm, n * c.nHeads, c.headDim, c.rmsEps);
+    if (w.kNorm) rmsnorm(s.k, s.k, w.kNorm, n * c.nKvHeads, c.headDim, c.rmsEps);
     this.observer?.(l, 'k', s.k, n);
     this.observer?.(l, 'v', s.v, n);
-    rope(s.q, n, c.nHeads, c.headDim, pos0, this.invFreq, s.cos, s.sin);
+    rope(s.q, n, c.nHeads, c.headDim, pos0, this.invFreq, s.cos, s.sin, this.neox);
     this.observer?.(l, 'q', s.q, n);
     // Pre-RoPE codecs (KVQuant) store keys unrotated and rotate them inside scores().
     if (kStore.preRope) kStore.append(s.k, n);
-    rope(s.k, n, c.nKvHeads, c.headDim, pos0, this.invFreq, s.cos, s.sin);
+    rope(s.k, n, c.nKvHeads, c.headDim, pos0, this.invFreq, s.cos, s.sin, this.neox);
     if (!kStore.preRope) kStore.append(s.k, n);
     vStore.append(s.v, n);
 
     // Causal attention, in tiles of query tokens: one scores/accumulate call per KV head covers
     // the tile's tokens times the head's query group, so a prefill reads the stored codes once per
-    // tile rather than once per token. Token i sees positions 0 … pos0 + i; the positions after
-    // its own that the tile's last token sees are scored but weighted 0.
-    const scale = 1 / Math.sqrt(c.headDim);
+    // tile rather than once per token. Token i sees positions 0 … pos0 + i (the last `window` of
+    // them in a sliding-window layer); the others that the tile's last token sees are scored but
+    // weighted 0, so the result does not depend on the codec or the tiling.
+    const window = this.window[l];
     const stride = cache.shape.capacity;
     const rowWidth = group * c.headDim;
     const tile = this.ensureAtt(stride, n);
@@ -183,11 +232,8 @@ export class LlamaModel {
         kStore.scores(h, s.qTile, 0, nt * group, last, s.att, 0, stride);
         for (let i = 0; i < nt; i++) {
           const seen = pos0 + i0 + i + 1;
-          for (let g = 0; g < group; g++) {
-            const row = (i * group + g) * stride;
-            softmax(s.att, row, seen, scale);
-            s.att.fill(0, row + seen, row + last);
-          }
+          const from = window > 0 ? Math.max(0, seen - window) : 0;
+          for (let g = 0; g < group; g++) this.weigh(s.att, (i * group + g) * stride, from, seen, last);
         }
         s.outTile.fill(0, 0, nt * rowWidth);
         vStore.accumulate(h, s.att, 0, stride, nt * group, last, s.outTile, 0);
@@ -197,20 +243,20 @@ export class LlamaModel {
       }
     }
     matmul(s.proj, s.attnOut, w.wo, n);
-    addInPlace(s.x, s.proj, n * c.dim);
+    this.residual(s.proj, w.postAttnNorm, n);
   }
 
   private feedForward(l: number, n: number): void {
     const c = this.config;
     const w = this.weights.layers[l];
     const s = this.s;
-    const { matmul, rmsnorm, swiglu, addInPlace } = this.kernels;
+    const { matmul, rmsnorm } = this.kernels;
     rmsnorm(s.xb, s.x, w.ffnNorm, n, c.dim, c.rmsEps);
     matmul(s.gate, s.xb, w.wGate, n);
     matmul(s.up, s.xb, w.wUp, n);
-    swiglu(s.gate, s.up, n * c.hiddenDim);
+    this.glu(s.gate, s.up, n * c.hiddenDim);
     matmul(s.proj, s.gate, w.wDown, n);
-    addInPlace(s.x, s.proj, n * c.dim);
+    this.residual(s.proj, w.postFfnNorm, n);
   }
 
   /** Final norm and classifier for scratch rows r0 … r0+count−1, written at logits[outOffset]. */
@@ -219,6 +265,8 @@ export class LlamaModel {
     const s = this.s;
     this.kernels.rmsnorm(s.xb, s.x, this.weights.outputNorm, count, c.dim, c.rmsEps, r0 * c.dim);
     this.kernels.matmul(this.logits, s.xb, this.weights.output, count, 0, outOffset);
+    const cap = c.finalSoftcap;
+    if (cap !== undefined) this.kernels.softcap(this.logits, outOffset, count * c.vocabSize, 1 / cap, cap);
   }
 
   private ensureLogits(rows: number): void {

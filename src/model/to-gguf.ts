@@ -24,6 +24,11 @@ export interface ConvertSummary {
  * carried over with its original types.
  */
 export function writeModelGguf(src: LoadedModelFile, vocab: SpmVocab, out: string, type: WeightTypeName): ConvertSummary {
+  const c = src.config;
+  // Only the plain Llama layout is written; anything else would lose tensors or keys silently.
+  if (c.arch !== 'llama' || c.ropeFreqFactors !== undefined) {
+    throw new Error(`convert writes plain Llama models only; ${src.path} is ${c.arch}${c.ropeFreqFactors ? ' with RoPE frequency factors' : ''}`);
+  }
   const matrixType = WEIGHT_TYPES[type];
   const keptF16: string[] = [];
   const tensors: GgufTensorToWrite[] = [];
@@ -36,7 +41,6 @@ export function writeModelGguf(src: LoadedModelFile, vocab: SpmVocab, out: strin
     }
     tensors.push({ name, type: t, ne, data });
   };
-  const c = src.config;
   const w = src.weights;
   const qDim = c.nHeads * c.headDim;
   const kvDim = c.nKvHeads * c.headDim;

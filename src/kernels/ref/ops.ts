@@ -104,9 +104,10 @@ export function rmsnorm(out: Float32Array, x: Float32Array, weight: Float32Array
 }
 
 /**
- * RoPE on interleaved pairs (x[2i], x[2i+1]) — the layout llama2.c and GGUF llama (rope mode
- * NORM) store. Row r of x (n rows of nHeads·headDim) sits at position pos0 + r. invFreq[i] =
- * theta^(-2i/ropeDim); cos/sin are scratch of ropeDim/2 values.
+ * RoPE of n rows of nHeads heads. Row r of x (n rows of nHeads·headDim) sits at position pos0 + r;
+ * pair i turns by pos·invFreq[i], i < invFreq.length. The pair is (x[2i], x[2i+1]) — the layout
+ * llama2.c and GGUF llama (rope mode NORM) store — or, when neox, (x[i], x[i + half]) (mode
+ * NEOX: Qwen, Phi-3, Gemma). cos/sin are scratch of invFreq.length values.
  */
 export function rope(
   x: Float32Array,
@@ -117,9 +118,12 @@ export function rope(
   invFreq: Float64Array,
   cos: Float32Array,
   sin: Float32Array,
+  neox = false,
 ): void {
   const half = invFreq.length;
   const width = nHeads * headDim;
+  const step = neox ? 1 : 2; // pair i starts at step·i …
+  const span = neox ? half : 1; // … and its partner is span further on
   for (let r = 0; r < n; r++) {
     const pos = pos0 + r;
     for (let i = 0; i < half; i++) {
@@ -130,19 +134,21 @@ export function rope(
     for (let h = 0; h < nHeads; h++) {
       const o = r * width + h * headDim;
       for (let i = 0; i < half; i++) {
-        const x0 = x[o + 2 * i];
-        const x1 = x[o + 2 * i + 1];
-        x[o + 2 * i] = x0 * cos[i] - x1 * sin[i];
-        x[o + 2 * i + 1] = x0 * sin[i] + x1 * cos[i];
+        const p = o + step * i;
+        const x0 = x[p];
+        const x1 = x[p + span];
+        x[p] = x0 * cos[i] - x1 * sin[i];
+        x[p + span] = x0 * sin[i] + x1 * cos[i];
       }
     }
   }
 }
 
-/** Inverse RoPE frequencies theta^(-2i/ropeDim), i < ropeDim/2. */
-export function ropeInvFreq(theta: number, ropeDim: number): Float64Array {
+/** RoPE frequencies θ^(−2i/ropeDim) / factors[i], i < ropeDim/2 (factors absent: 1). */
+export function ropeInvFreq(theta: number, ropeDim: number, factors?: readonly number[]): Float64Array {
   const f = new Float64Array(ropeDim / 2);
-  for (let i = 0; i < f.length; i++) f[i] = Math.pow(theta, (-2 * i) / ropeDim);
+  if (factors && factors.length !== f.length) throw new RangeError(`RoPE: ${factors.length} frequency factors for ${f.length} pairs`);
+  for (let i = 0; i < f.length; i++) f[i] = Math.pow(theta, (-2 * i) / ropeDim) / (factors ? factors[i] : 1);
   return f;
 }
 
@@ -169,6 +175,33 @@ export function swiglu(gate: Float32Array, up: Float32Array, n: number): void {
   for (let i = 0; i < n; i++) {
     const g = gate[i];
     gate[i] = (g / (1 + Math.exp(-g))) * up[i];
+  }
+}
+
+/**
+ * GEGLU gate: gate = gelu_tanh(gate) · up over n values, with GELU's tanh approximation
+ * 0.5·g·(1 + tanh(√(2/π)·(g + 0.044715·g³))) (Gemma's gelu_pytorch_tanh).
+ */
+export function geglu(gate: Float32Array, up: Float32Array, n: number): void {
+  for (let i = 0; i < n; i++) {
+    const g = gate[i];
+    gate[i] = 0.5 * g * (1 + Math.tanh(GELU_K * (g + 0.044715 * g * g * g))) * up[i];
+  }
+}
+
+/** √(2/π). */
+export const GELU_K = Math.sqrt(2 / Math.PI);
+
+/** Soft-capping of x[off … off+n): x = cap·tanh(x·scale), scale folding any prior factor and 1/cap. */
+export function softcap(x: Float32Array, off: number, n: number, scale: number, cap: number): void {
+  for (let i = off; i < off + n; i++) x[i] = cap * Math.tanh(x[i] * scale);
+}
+
+/** x[r·width + j] += b[j] for rows r < n: a bias on each row. */
+export function addRows(x: Float32Array, b: Float32Array, n: number, width: number): void {
+  for (let r = 0; r < n; r++) {
+    const o = r * width;
+    for (let j = 0; j < width; j++) x[o + j] += b[j];
   }
 }
 

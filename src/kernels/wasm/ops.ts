@@ -25,8 +25,11 @@ export interface OpsKernels {
   expF32(dst: number, src: number, n: number): void;
   rmsnorm(out: number, x: number, weight: number, n: number, dim: number, eps: number): void;
   ropeRow(x: number, nHeads: number, headDim: number, half: number, cos: number, sin: number): void;
+  ropeRowNeox(x: number, nHeads: number, headDim: number, half: number, cos: number, sin: number): void;
   softmax(x: number, n: number, scale: number): void;
   swiglu(gate: number, up: number, n: number): void;
+  geglu(gate: number, up: number, n: number): void;
+  softcap(x: number, n: number, scale: number, cap: number): void;
   addInPlace(x: number, y: number, n: number): void;
 }
 
@@ -204,8 +207,8 @@ export function rmsnorm(out: Float32Array, x: Float32Array, weight: Float32Array
 }
 
 /**
- * RoPE on interleaved pairs (twin of ref/ops.ts rope, bit-identical): cos/sin are computed per row
- * into the given scratch, as there, then the kernel rotates every head of the row.
+ * RoPE (twin of ref/ops.ts rope, bit-identical, either pairing): cos/sin are computed per row into
+ * the given scratch, as there, then the kernel rotates every head of the row.
  */
 export function rope(
   x: Float32Array,
@@ -216,6 +219,7 @@ export function rope(
   invFreq: Float64Array,
   cos: Float32Array,
   sin: Float32Array,
+  neox = false,
 ): void {
   const half = invFreq.length;
   if (2 * half > headDim) throw new RangeError(`rope: ${half} frequencies rotate ${2 * half} dims, more than headDim ${headDim}`);
@@ -225,6 +229,7 @@ export function rope(
   const width = nHeads * headDim;
   const c = ctx();
   const xp = place(c, 'x', x, 0, n * width);
+  const kernel = neox ? c.k.ropeRowNeox : c.k.ropeRow;
   for (let r = 0; r < n; r++) {
     const pos = pos0 + r;
     for (let i = 0; i < half; i++) {
@@ -232,7 +237,7 @@ export function rope(
       cos[i] = Math.cos(a);
       sin[i] = Math.sin(a);
     }
-    c.k.ropeRow(xp + r * width * 4, nHeads, headDim, half, place(c, 'cos', cos, 0, half), place(c, 'sin', sin, 0, half));
+    kernel(xp + r * width * 4, nHeads, headDim, half, place(c, 'cos', cos, 0, half), place(c, 'sin', sin, 0, half));
   }
   copyBack(c, x, 0, n * width, xp);
 }
@@ -258,6 +263,25 @@ export function swiglu(gate: Float32Array, up: Float32Array, n: number): void {
   const gp = place(c, 'x', gate, 0, n);
   c.k.swiglu(gp, place(c, 'y', up, 0, n), n);
   copyBack(c, gate, 0, n, gp);
+}
+
+/** gate = gelu_tanh(gate)·up over n values (twin of ref/ops.ts geglu, to the exp's accuracy). */
+export function geglu(gate: Float32Array, up: Float32Array, n: number): void {
+  checkSpan('geglu gate', gate, 0, n);
+  checkSpan('geglu up', up, 0, n);
+  const c = ctx();
+  const gp = place(c, 'x', gate, 0, n);
+  c.k.geglu(gp, place(c, 'y', up, 0, n), n);
+  copyBack(c, gate, 0, n, gp);
+}
+
+/** x[off … off+n) = cap·tanh(x·scale) (twin of ref/ops.ts softcap; f32 scale, tanh within ~2 ulp). */
+export function softcap(x: Float32Array, off: number, n: number, scale: number, cap: number): void {
+  checkSpan('softcap x', x, off, n);
+  const c = ctx();
+  const xp = place(c, 'x', x, off, n);
+  c.k.softcap(xp, n, scale, cap);
+  copyBack(c, x, off, n, xp);
 }
 
 /** x += y over n values (twin of ref/ops.ts addInPlace, bit-identical). */

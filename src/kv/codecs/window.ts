@@ -25,6 +25,7 @@
  * is always supported); in between it truncates INNER to n − S, which INNER may refuse, and leaves
  * the recent window empty (it refills before INNER grows again).
  */
+import { ropeInvFreq } from '../../kernels/ref/ops.js';
 import { f16Table, f32ToF16 } from '../../numeric/f16.js';
 import { assertFinite, CodecSpecError, type CodecBuilder, type CodecContext, type CodecFactory, type KvCodec, type ParsedSpec } from '../codec.js';
 
@@ -45,8 +46,10 @@ class WindowCodec implements KvCodec {
   private recentLen = 0;
   /** Absolute position of token 0. */
   private readonly basePos: number;
-  /** RoPE frequencies θ^(−2i/dim) when pre-RoPE, else empty. */
+  /** RoPE frequencies θ^(−2i/dim)/f_i when pre-RoPE, else empty. */
   private readonly invFreq: Float64Array;
+  /** Pairs (x[i], x[i + dim/2]) rather than (x[2i], x[2i+1]). */
+  private readonly neox: boolean;
   /** One head's key or value (scratch). */
   private readonly row: Float64Array;
 
@@ -65,7 +68,8 @@ class WindowCodec implements KvCodec {
     this.preRope = this.inner.preRope === true;
     const rope = ctx.rope;
     if (this.preRope && !rope) throw new CodecSpecError(`${this.spec}: the inner codec stores keys before RoPE, but no RoPE parameters were given`);
-    this.invFreq = this.preRope && rope ? Float64Array.from({ length: rope.dim >> 1 }, (_, i) => Math.pow(rope.theta, (-2 * i) / rope.dim)) : new Float64Array(0);
+    this.invFreq = this.preRope && rope ? ropeInvFreq(rope.theta, rope.dim, rope.freqFactors) : new Float64Array(0);
+    this.neox = rope?.pairing === 'neox';
     this.sink = new Uint16Array(Math.min(S, ctx.capacity) * this.rowWidth);
     this.recent = new Uint16Array(Math.min(R, ctx.capacity) * this.rowWidth);
     this.row = new Float64Array(ctx.headDim);
@@ -136,21 +140,24 @@ class WindowCodec implements KvCodec {
 
   /**
    * Token t's head `head` from one of the fp16 stores (row offset o of `data`) into this.row,
-   * rotated to its position when pre-RoPE (pairs (x[2i], x[2i+1]) turn by pos·θ^(−2i/dim)).
+   * rotated to its position when pre-RoPE (pair i turns by pos·invFreq[i]).
    */
   private ownRow(data: Uint16Array, o: number, t: number, rotate: boolean): Float64Array {
     const { row, headDim } = this;
     for (let d = 0; d < headDim; d++) row[d] = f16Table[data[o + d]];
     if (rotate) {
       const pos = this.basePos + t;
-      for (let i = 0; i < this.invFreq.length; i++) {
+      const half = this.invFreq.length;
+      for (let i = 0; i < half; i++) {
         const a = pos * this.invFreq[i];
         const c = Math.cos(a);
         const s = Math.sin(a);
-        const x0 = row[2 * i];
-        const x1 = row[2 * i + 1];
-        row[2 * i] = x0 * c - x1 * s;
-        row[2 * i + 1] = x0 * s + x1 * c;
+        const p = this.neox ? i : 2 * i;
+        const q = this.neox ? i + half : p + 1;
+        const x0 = row[p];
+        const x1 = row[q];
+        row[p] = x0 * c - x1 * s;
+        row[q] = x0 * s + x1 * c;
       }
     }
     return row;
