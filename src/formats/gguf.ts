@@ -539,9 +539,14 @@ function alignUp(n: number, a: number): number {
   return Math.ceil(n / a) * a;
 }
 
-/** The raw bytes of one tensor, read at its offset into a fresh buffer. */
-export function readTensorBytes(file: GgufFile, info: GgufTensorInfo): Uint8Array {
-  const out = new Uint8Array(info.nbytes);
+/**
+ * The raw bytes of one tensor, read at its offset into `dst` (its first nbytes bytes: e.g. the
+ * tensor's final place in the WASM heap, so loading needs no temporary copy), or into a fresh
+ * buffer.
+ */
+export function readTensorBytes(file: GgufFile, info: GgufTensorInfo, dst?: Uint8Array): Uint8Array {
+  if (dst && dst.length < info.nbytes) throw new RangeError(`tensor "${info.name}": ${info.nbytes} bytes do not fit a ${dst.length}-byte destination`);
+  const out = dst ?? new Uint8Array(info.nbytes);
   const fd = fs.openSync(file.path, 'r');
   try {
     readFully(fd, out, info.nbytes, info.offset, file.path, `tensor "${info.name}"`);

@@ -26,11 +26,11 @@ export function llamaFromGguf(file: GgufFile): { config: LlamaConfig; weights: L
     out.set(v);
     return out;
   };
-  // Matrices keep their stored type where the kernels run on it (F32, F16, Q8_0).
+  // Matrices keep their stored type (the kernels run on all of them), read straight into place.
   const matrix = (name: string): WeightMatrix => {
     const info = file.tensor(name)!;
     if (!isDequantizable(info.type)) readTensor(file, name); // throws the "not supported" error
-    return matrixFromTensor(info.type, info.ne[1], info.ne[0], readTensorBytes(file, info));
+    return matrixFromTensor(info.type, info.ne[1], info.ne[0], (dst) => readTensorBytes(file, info, dst));
   };
   const layers = Array.from({ length: config.nLayers }, (_, l): LayerWeights => {
     const blk = (t: string): string => `blk.${l}.${t}.weight`;
