@@ -135,7 +135,7 @@ export function weightTypeName(type: GgmlType): 'f32' | 'f16' | 'bf16' | QuantWe
 }
 
 /** Types dequantizeToF32 can decode. */
-export const DEQUANTIZABLE_TYPES: readonly GgmlType[] = [GgmlType.F32, GgmlType.F16, GgmlType.BF16, ...QUANT_BY_ID.keys()];
+export const DEQUANTIZABLE_TYPES: readonly GgmlType[] = [GgmlType.F32, GgmlType.F16, GgmlType.BF16, ...[...QUANT_BY_ID.keys()].sort((a, b) => a - b)];
 
 export function isDequantizable(type: GgmlType): boolean {
   return weightTypeName(type) !== undefined;
