@@ -72,14 +72,13 @@ export function checkWeights(w: WeightMatrix, inDim: number, outDim: number, typ
   if (w.data.length < len) throw new RangeError(`matmul: ${w.type} ${outDim}×${inDim} weights need ${len} elements, data has ${w.data.length}`);
 }
 
-/** The types encodeWeights can write. */
-export type EncodableWeightType = 'f32' | 'f16' | 'bf16' | 'q8_0';
-
 /**
  * Stores f32 values [rows][cols] as `type`: f16/bf16 round to nearest even; q8_0 is
  * quantize_row_q8_0_ref, what llama-quantize writes (throws when a block's scale overflows fp16).
+ * The other block types are read from GGUF files only (no encoder here).
  */
-export function encodeWeights(type: EncodableWeightType, values: Float32Array, rows: number, cols: number): WeightMatrix {
+export function encodeWeights(type: WeightType, values: Float32Array, rows: number, cols: number): WeightMatrix {
+  if (type !== 'f32' && type !== 'f16' && type !== 'bf16' && type !== 'q8_0') throw new TypeError(`encodeWeights: no encoder for ${type} (supported: f32, f16, bf16, q8_0)`);
   if (values.length !== rows * cols) throw new RangeError(`encodeWeights: ${rows}×${cols} needs ${rows * cols} values, got ${values.length}`);
   if (type === 'f32') return weightMatrix(type, rows, cols, Float32Array.from(values));
   if (type === 'f16') return weightMatrix(type, rows, cols, Uint16Array.from(values, f32ToF16));
