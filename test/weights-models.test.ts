@@ -62,4 +62,17 @@ describe.skipIf(!hasShared)('quantized golden models match llama.cpp logits', ()
       });
     }
   }
+
+  it('two kernel threads give the same bits as one (activations quantized once, rows split)', () => {
+    for (const name of ['llama2k-q4_k_m', 'llama2k-q2_k', 'llama2-q4_0']) {
+      const ids = manifest[name].token_ids;
+      const run = (threads: number): Float32Array => {
+        const { config, weights } = llamaFromGguf(readGguf(dataPath('golden/arch', name, `${name}.gguf`)));
+        const m = new LlamaModel(config, weights, { backend: wasmBackend(threads) });
+        return Float32Array.from(m.forward(ids, m.newCache(ids.length, POLICY), 0));
+      };
+      const one = run(1);
+      expect(Buffer.from(run(2).buffer).equals(Buffer.from(one.buffer)), name).toBe(true);
+    }
+  });
 });
