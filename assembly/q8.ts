@@ -7,7 +7,9 @@
 //
 // Weights: ggml blocks of 34 bytes (fp16 d, int8 qs[32]), rows of inDim/32 blocks, no padding.
 // Quantized activations (q8ActivationBytes): the levels of all n·nb blocks as i16 (64 bytes per
-// block, sign-extended once here instead of once per weight row), then the n·nb scales as f32.
+// block, sign-extended once here instead of once per weight row), then the n·nb scales as f32,
+// then the n·nb q8_1 sums s = fp16(d·Σq) as f32 (what q4_1/q5_1 multiply their minimum with;
+// the x86 q8_1 from_float is this quantizer plus s, so one layout serves both).
 import { f16ToF32Scalar, f16x4, f32ToF16Scalar } from './f16';
 import { tileRows } from './matmul';
 
@@ -18,7 +20,7 @@ import { tileRows } from './matmul';
 
 /** Bytes quantizeQ8Rows writes for n rows of inDim values. */
 export function q8ActivationBytes(n: i32, inDim: i32): i32 {
-  return n * (inDim >> 5) * <i32>(LEVEL_BYTES + 4);
+  return n * (inDim >> 5) * <i32>(LEVEL_BYTES + 8);
 }
 
 /**
@@ -29,6 +31,7 @@ export function q8ActivationBytes(n: i32, inDim: i32): i32 {
 export function quantizeQ8Rows(dst: usize, x: usize, n: i32, inDim: i32): i32 {
   const blocks = n * (inDim >> 5); // rows are contiguous, so the blocks are too
   const scales = dst + <usize>blocks * LEVEL_BYTES;
+  const sums = scales + (<usize>blocks << 2);
   let bad = 0;
   for (let b = 0; b < blocks; b++) {
     const src = x + (<usize>b << 7);
@@ -54,10 +57,21 @@ export function quantizeQ8Rows(dst: usize, x: usize, n: i32, inDim: i32): i32 {
     if (!isFinite<f32>(id)) id = 0;
     const s = f32x4.splat(id);
     const lv = dst + <usize>b * LEVEL_BYTES;
-    v128.store(lv, i16x8.narrow_i32x4_s(level4(v0, s), level4(v1, s)));
-    v128.store(lv, i16x8.narrow_i32x4_s(level4(v2, s), level4(v3, s)), 16);
-    v128.store(lv, i16x8.narrow_i32x4_s(level4(v4, s), level4(v5, s)), 32);
-    v128.store(lv, i16x8.narrow_i32x4_s(level4(v6, s), level4(v7, s)), 48);
+    const l0 = level4(v0, s);
+    const l1 = level4(v1, s);
+    const l2 = level4(v2, s);
+    const l3 = level4(v3, s);
+    const l4 = level4(v4, s);
+    const l5 = level4(v5, s);
+    const l6 = level4(v6, s);
+    const l7 = level4(v7, s);
+    v128.store(lv, i16x8.narrow_i32x4_s(l0, l1));
+    v128.store(lv, i16x8.narrow_i32x4_s(l2, l3), 16);
+    v128.store(lv, i16x8.narrow_i32x4_s(l4, l5), 32);
+    v128.store(lv, i16x8.narrow_i32x4_s(l6, l7), 48);
+    const t = i32x4.add(i32x4.add(i32x4.add(l0, l1), i32x4.add(l2, l3)), i32x4.add(i32x4.add(l4, l5), i32x4.add(l6, l7)));
+    const sum = i32x4.extract_lane(t, 0) + i32x4.extract_lane(t, 1) + i32x4.extract_lane(t, 2) + i32x4.extract_lane(t, 3);
+    store<f32>(sums + (<usize>b << 2), f16ToF32Scalar(f32ToF16Scalar(<f32>sum * (amax / 127))));
   }
   return bad;
 }
@@ -79,13 +93,13 @@ export function quantizeQ8Rows(dst: usize, x: usize, n: i32, inDim: i32): i32 {
 
 /** [p0₀ + p0₂, p1₀ + p1₂, p0₁ + p0₃, p1₁ + p1₃]: half of the lane sums of p0 and p1. */
 // @ts-ignore: decorator
-@inline function pairSum(p0: v128, p1: v128): v128 {
+@inline export function pairSum(p0: v128, p1: v128): v128 {
   return i32x4.add(i32x4.shuffle(p0, p1, 0, 4, 1, 5), i32x4.shuffle(p0, p1, 2, 6, 3, 7));
 }
 
 /** [Σ p0, Σ p1, Σ p2, Σ p3] from t01 = pairSum(p0, p1) and t23 = pairSum(p2, p3). */
 // @ts-ignore: decorator
-@inline function quadSum(t01: v128, t23: v128): v128 {
+@inline export function quadSum(t01: v128, t23: v128): v128 {
   return i32x4.add(i32x4.shuffle(t01, t23, 0, 1, 4, 5), i32x4.shuffle(t01, t23, 2, 3, 6, 7));
 }
 

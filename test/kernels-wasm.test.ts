@@ -253,7 +253,7 @@ describe('f16 weights: conversion exactness', () => {
     }
     const want = new Float32Array(n * outDim);
     const got = new Float32Array(n * outDim);
-    refW.matmulF16(want, xv, w, n, inDim, outDim);
+    refW.matmulHalf(want, xv, w, n, inDim, outDim);
     wasm.matmulWeights(got, xv, w, n, inDim, outDim);
     for (let i = 0; i < n; i++) {
       expect(got[i * outDim]).toBe(Infinity);

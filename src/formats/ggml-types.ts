@@ -1,8 +1,8 @@
 // The ggml tensor type table (ids as in ggml.h / gguf-py), and dequantization of the types
 // lowkv can compute with.
 
-import { dequantizeBlock } from '../numeric/ggml-blocks.js';
 import { bf16ToF32, f16Table } from '../numeric/f16.js';
+import { dequantizeRow, QUANT_FORMATS, QUANT_WEIGHT_TYPES, type QuantWeightType } from '../numeric/weight-quants.js';
 
 /** ggml tensor type ids. Ids that ggml has since removed are in REMOVED_GGML_TYPES instead. */
 export enum GgmlType {
@@ -123,11 +123,22 @@ export function ggmlTypeName(id: number): string {
   return removed !== undefined ? `removed type ${removed}` : `unknown type ${id}`;
 }
 
+/** The block types lowkv computes with, by ggml type id. */
+const QUANT_BY_ID = new Map<number, QuantWeightType>(QUANT_WEIGHT_TYPES.map((t) => [QUANT_FORMATS[t].ggmlId, t]));
+
+/** lowkv's name of a ggml type it can keep weights in ('f32', 'f16', 'bf16', 'q4_K', …), or undefined. */
+export function weightTypeName(type: GgmlType): 'f32' | 'f16' | 'bf16' | QuantWeightType | undefined {
+  if (type === GgmlType.F32) return 'f32';
+  if (type === GgmlType.F16) return 'f16';
+  if (type === GgmlType.BF16) return 'bf16';
+  return QUANT_BY_ID.get(type);
+}
+
 /** Types dequantizeToF32 can decode. */
-export const DEQUANTIZABLE_TYPES: readonly GgmlType[] = [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0];
+export const DEQUANTIZABLE_TYPES: readonly GgmlType[] = [GgmlType.F32, GgmlType.F16, GgmlType.BF16, ...[...QUANT_BY_ID.keys()].sort((a, b) => a - b)];
 
 export function isDequantizable(type: GgmlType): boolean {
-  return DEQUANTIZABLE_TYPES.includes(type);
+  return weightTypeName(type) !== undefined;
 }
 
 /** Bytes that nElements values of a type occupy; nElements must be a multiple of the block size. */
@@ -160,24 +171,15 @@ export function dequantizeToF32(
   }
   if (out.length < nElements) throw new Error(`output holds ${out.length} values, need ${nElements}`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, need);
-  switch (type) {
-    case GgmlType.F32:
-      // Copy bytes rather than view: the input may not be 4-byte aligned.
-      new Uint8Array(out.buffer, out.byteOffset, need).set(bytes.subarray(0, need));
-      break;
-    case GgmlType.F16:
-      for (let i = 0; i < nElements; i++) out[i] = f16Table[view.getUint16(2 * i, true)];
-      break;
-    case GgmlType.BF16:
-      for (let i = 0; i < nElements; i++) out[i] = bf16ToF32(view.getUint16(2 * i, true));
-      break;
-    case GgmlType.Q8_0:
-      dequantizeQ8_0(bytes, nElements, out);
-      break;
+  if (type === GgmlType.F32) {
+    // Copy bytes rather than view: the input may not be 4-byte aligned.
+    new Uint8Array(out.buffer, out.byteOffset, need).set(bytes.subarray(0, need));
+  } else if (type === GgmlType.F16) {
+    for (let i = 0; i < nElements; i++) out[i] = f16Table[view.getUint16(2 * i, true)];
+  } else if (type === GgmlType.BF16) {
+    for (let i = 0; i < nElements; i++) out[i] = bf16ToF32(view.getUint16(2 * i, true));
+  } else {
+    dequantizeRow(QUANT_BY_ID.get(type)!, bytes, 0, nElements, out, 0);
   }
   return out;
-}
-
-function dequantizeQ8_0(bytes: Uint8Array, nElements: number, out: Float32Array): void {
-  for (let i = 0, o = 0; i < nElements; i += 32, o += 34) dequantizeBlock('q8_0', bytes, o, out, i);
 }

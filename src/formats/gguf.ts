@@ -543,11 +543,22 @@ function alignUp(n: number, a: number): number {
   return Math.ceil(n / a) * a;
 }
 
-/** The raw bytes of one tensor, read at its offset into a fresh buffer. */
-export function readTensorBytes(file: GgufFile, info: GgufTensorInfo): Uint8Array {
-  if (info.data) return info.data();
+/**
+ * The raw bytes of one tensor into `dst` (its first nbytes bytes: e.g. the tensor's final place
+ * in the WASM heap, so loading needs no temporary copy), or into a fresh buffer. The data is
+ * held by the tensor itself (info.data, e.g. a permuted HF tensor), or read at its offset in
+ * info.file (a safetensors shard) or the GGUF file.
+ */
+export function readTensorBytes(file: GgufFile, info: GgufTensorInfo, dst?: Uint8Array): Uint8Array {
+  if (dst && dst.length < info.nbytes) throw new RangeError(`tensor "${info.name}": ${info.nbytes} bytes do not fit a ${dst.length}-byte destination`);
+  if (info.data) {
+    const data = info.data();
+    if (!dst) return data;
+    dst.set(data.subarray(0, info.nbytes));
+    return dst;
+  }
   const path = info.file ?? file.path;
-  const out = new Uint8Array(info.nbytes);
+  const out = dst ?? new Uint8Array(info.nbytes);
   const fd = fs.openSync(path, 'r');
   try {
     readFully(fd, out, info.nbytes, info.offset, path, `tensor "${info.name}"`);

@@ -6,6 +6,7 @@ import { kernelPool, type KernelPool } from '../kernels/wasm/pool.js';
 import * as wasm from '../kernels/wasm/ops.js';
 import { wasmHeap } from '../kernels/wasm/runtime.js';
 import type { WeightMatrix } from '../kernels/weights.js';
+import { QUANT_FORMATS } from '../numeric/weight-quants.js';
 
 export interface Backend {
   readonly name: string;
@@ -41,16 +42,17 @@ export function wasmBackend(threads = 1): Backend {
   const heap = wasmHeap();
   const k = wasm.opsKernels(heap);
   const pool: KernelPool | undefined = threads > 1 ? kernelPool(threads) : undefined;
-  // Heap staging slot for the f16 per-thread scratch and the q8_0 activations (the codecs use 0–2
+  // Heap staging slot for the f16/bf16 per-thread scratch and the quantized activations (the codecs use 0–2
   // and 16–20).
   const scratchFor = (bytes: number): number => heap.staging(SLOT_MATMUL, Math.ceil(bytes / 4)).byteOffset;
   // Reused for every threaded call, so decode allocates nothing: kernel arguments (the column
   // range at 6 and 7 is filled per thread) and the split.
   const args: number[] = [];
-  const fill = (out: number, outDim: number, x: number, w: number, n: number, inDim: number, scratch?: number): number[] => {
+  // `last` is the f16/bf16 scratch or the block type id.
+  const fill = (out: number, outDim: number, x: number, w: number, n: number, inDim: number, last?: number): number[] => {
     args.length = 0;
     args.push(out, outDim, x, w, n, inDim, 0, 0);
-    if (scratch !== undefined) args.push(scratch);
+    if (last !== undefined) args.push(last);
     return args;
   };
   const perPart = { arg: 8, stride: 0 };
@@ -73,11 +75,16 @@ export function wasmBackend(threads = 1): Backend {
       perPart.stride = k.f16ScratchBytes(inDim);
       split.perPart = perPart;
       pool.run('matmulF16', fill(op, outDim, xp, wp, n, inDim, scratchFor(perPart.stride * pool.threads)), split);
+    } else if (w.type === 'bf16') {
+      perPart.stride = k.f16ScratchBytes(inDim);
+      split.perPart = perPart;
+      pool.run('matmulBF16', fill(op, outDim, xp, wp, n, inDim, scratchFor(perPart.stride * pool.threads)), split);
     } else {
-      const q = scratchFor(k.q8ActivationBytes(n, inDim));
-      const bad = k.quantizeQ8Rows(q, xp, n, inDim);
-      if (bad) throw new RangeError(`matmul q8_0: ${bad} activation block(s) not representable in q8_0 (|x| too large, inf or NaN)`);
-      pool.run('matmulQ8', fill(op, outDim, q, wp, n, inDim), split);
+      // Activations are quantized once, then every thread reads them.
+      const q = scratchFor(wasm.activationBytes(k, w.type, n, inDim));
+      wasm.quantizeActivations(k, w.type, q, xp, n, inDim);
+      if (w.type === 'q8_0') pool.run('matmulQ8', fill(op, outDim, q, wp, n, inDim), split);
+      else pool.run('matmulQuant', fill(op, outDim, q, wp, n, inDim, QUANT_FORMATS[w.type].ggmlId), split);
     }
   };
   return {

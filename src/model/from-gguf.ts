@@ -66,11 +66,17 @@ function readWeights(file: GgufFile, c: LlamaConfig, traits: ArchTraits, layout:
   };
   // Checked by checkTensors: a layout entry is a tensor the file holds.
   const optional = (name: string): Float32Array | undefined => (layout.has(name) ? vector(name) : undefined);
-  // Matrices keep their stored type where the kernels run on it. A fused tensor is read once and
-  // cut into row ranges: GGUF stores each row's blocks contiguously, so rows slice at whole bytes.
-  const matrices = (name: string, rows: readonly number[]): WeightMatrix[] => {
+  // Matrices keep their stored type (the kernels run on all of them), read straight into place.
+  const matrix = (name: string): WeightMatrix => {
     const info = file.tensor(name)!;
     if (!isDequantizable(info.type)) readTensor(file, name); // throws the "not supported" error
+    return matrixFromTensor(info.type, info.ne[1], info.ne[0], (dst) => readTensorBytes(file, info, dst));
+  };
+  // A fused tensor is read once and cut into row ranges: GGUF stores each row's blocks
+  // contiguously, so rows slice at whole bytes.
+  const matrices = (name: string, rows: readonly number[]): WeightMatrix[] => {
+    const info = file.tensor(name)!;
+    if (!isDequantizable(info.type)) readTensor(file, name);
     const bytes = readTensorBytes(file, info);
     const rowBytes = info.nbytes / info.ne[1];
     let r0 = 0;
@@ -80,7 +86,6 @@ function readWeights(file: GgufFile, c: LlamaConfig, traits: ArchTraits, layout:
       return m;
     });
   };
-  const matrix = (name: string): WeightMatrix => matrices(name, [file.tensor(name)!.ne[1]])[0];
   const qDim = c.nHeads * c.headDim;
   const kvDim = c.nKvHeads * c.headDim;
 

@@ -1,6 +1,8 @@
 // Where model weights live: in the WASM heap when it has room, so the kernels read them in place;
 // past wasm32's 4 GiB they stay in ordinary JS memory and run on the plain-TS kernels.
-import { GgmlType, dequantizeToF32 } from '../formats/ggml-types.js';
+import { type GgmlType, ggmlTypeName, weightTypeName } from '../formats/ggml-types.js';
+import { bf16ToF32, f16Table } from '../numeric/f16.js';
+import { dequantizeRow, isQuantWeightType, quantRowBytes } from '../numeric/weight-quants.js';
 import { wasmHeap } from '../kernels/wasm/runtime.js';
 import { weightDataLength, weightMatrix, type WeightMatrix, type WeightType } from '../kernels/weights.js';
 
@@ -38,29 +40,34 @@ export function f32Matrix(rows: number, cols: number, values: Float32Array): Wei
   return weightMatrix('f32', rows, cols, data);
 }
 
-const NATIVE: Partial<Record<GgmlType, WeightType>> = { [GgmlType.F32]: 'f32', [GgmlType.F16]: 'f16', [GgmlType.Q8_0]: 'q8_0' };
+function kindOf(type: WeightType): Kind {
+  return type === 'f32' ? 'f32' : type === 'f16' || type === 'bf16' ? 'u16' : 'u8';
+}
 
 /**
- * A matrix from a GGUF tensor's raw bytes: F32, F16 and Q8_0 stay in their stored form (the
- * kernels run on them directly); other types are decoded to f32. `bytes` is copied.
+ * A matrix of a GGUF tensor, kept in its stored type (every type the kernels run on: F32, F16,
+ * BF16 and the ggml block types). `fill` writes the tensor's raw bytes into the matrix's storage
+ * (the WASM heap when it fits), so the bytes go from the file straight to their final place;
+ * a Uint8Array is copied instead.
  */
-export function matrixFromTensor(type: GgmlType, rows: number, cols: number, bytes: Uint8Array): WeightMatrix {
-  const native = NATIVE[type];
-  if (native === undefined || (native === 'q8_0' && cols % 32 !== 0)) {
-    return f32Matrix(rows, cols, dequantizeToF32(type, bytes, rows * cols));
-  }
-  const n = weightDataLength(native, rows, cols);
-  const kind: Kind = native === 'f32' ? 'f32' : native === 'f16' ? 'u16' : 'u8';
+export function matrixFromTensor(type: GgmlType, rows: number, cols: number, fill: Uint8Array | ((dst: Uint8Array) => void)): WeightMatrix {
+  const wt = weightTypeName(type);
+  if (wt === undefined) throw new TypeError(`tensor type ${ggmlTypeName(type)} is not supported for weight matrices`);
+  const n = weightDataLength(wt, rows, cols);
+  const kind = kindOf(wt);
   const data = tryHeap(kind, n) ?? (kind === 'f32' ? new Float32Array(n) : kind === 'u16' ? new Uint16Array(n) : new Uint8Array(n));
-  new Uint8Array(data.buffer, data.byteOffset, data.byteLength).set(bytes.subarray(0, data.byteLength));
-  return weightMatrix(native, rows, cols, data);
+  const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  if (typeof fill === 'function') fill(bytes);
+  else bytes.set(fill.subarray(0, bytes.length));
+  return weightMatrix(wt, rows, cols, data);
 }
 
 /** The matrix's values as f32 (its own data for f32 matrices). */
 export function matrixValues(w: WeightMatrix): Float32Array {
   if (w.type === 'f32') return w.data as Float32Array;
-  const bytes = new Uint8Array(w.data.buffer, w.data.byteOffset, w.data.byteLength);
-  return dequantizeToF32(w.type === 'f16' ? GgmlType.F16 : GgmlType.Q8_0, bytes, w.rows * w.cols);
+  const out = new Float32Array(w.rows * w.cols);
+  for (let r = 0; r < w.rows; r++) readRow(w, r, out, r * w.cols);
+  return out;
 }
 
 /** Bytes the matrix holds. */
@@ -68,14 +75,21 @@ export function matrixBytes(w: WeightMatrix): number {
   return w.data.byteLength;
 }
 
-/** Writes row `r` of w as f32 into dst[dstOff …] (the embedding lookup). */
+/** Writes row `r` of w as f32 into dst[dstOff …] (the embedding lookup), bit-exact with ggml's to_float. */
 export function readRow(w: WeightMatrix, r: number, dst: Float32Array, dstOff: number): void {
   const cols = w.cols;
+  if (!Number.isSafeInteger(r) || r < 0 || r >= w.rows) throw new RangeError(`readRow: row ${r} is outside [0, ${w.rows})`);
   if (w.type === 'f32') {
     dst.set((w.data as Float32Array).subarray(r * cols, (r + 1) * cols), dstOff);
     return;
   }
-  const rowBytes = w.type === 'f16' ? cols * 2 : (cols / 32) * 34;
-  const bytes = new Uint8Array(w.data.buffer, w.data.byteOffset + r * rowBytes, rowBytes);
-  dequantizeToF32(w.type === 'f16' ? GgmlType.F16 : GgmlType.Q8_0, bytes, cols, dst.subarray(dstOff, dstOff + cols));
+  if (w.type === 'f16' || w.type === 'bf16') {
+    const h = (w.data as Uint16Array).subarray(r * cols, (r + 1) * cols);
+    if (w.type === 'f16') for (let j = 0; j < cols; j++) dst[dstOff + j] = f16Table[h[j]];
+    else for (let j = 0; j < cols; j++) dst[dstOff + j] = bf16ToF32(h[j]);
+    return;
+  }
+  if (!isQuantWeightType(w.type)) throw new TypeError(`readRow: unknown weight type ${w.type}`);
+  const q = w.data as Uint8Array;
+  dequantizeRow(w.type, q, r * quantRowBytes(w.type, cols), cols, dst, dstOff);
 }

@@ -1,7 +1,18 @@
-// Plain-TypeScript matmul twins for f16 and q8_0 weight matrices (kernels/weights.ts), with
-// ops.ts matmul's signature: out[outOff + i·outDim + o] = x_i · W_o for i < n.
-import { f16Table } from '../../numeric/f16.js';
+// Plain-TypeScript matmul twins for every weight type (kernels/weights.ts), with ops.ts matmul's
+// signature: out[outOff + i·outDim + o] = x_i · W_o for i < n.
+import { bf16ToF32, f16Table } from '../../numeric/f16.js';
 import { q8Levels, Q8_BYTES, QK, quantizeQ8Block, readF16 } from '../../numeric/ggml-blocks.js';
+import {
+  blockTerm,
+  decodeActivationRow,
+  QUANT_FORMATS,
+  quantizeActivationRow,
+  unpackBlock,
+  unpackedBlock,
+  type ActivationRow,
+  type QuantWeightType,
+  type UnpackedBlock,
+} from '../../numeric/weight-quants.js';
 import { checkWeights, type WeightMatrix } from '../weights.js';
 import { dot, matmul } from './ops.js';
 
@@ -10,25 +21,29 @@ export function matmulWeights(out: Float32Array, x: Float32Array, w: WeightMatri
   if (w.type === 'f32') {
     checkWeights(w, inDim, outDim);
     matmul(out, x, w.data as Float32Array, n, inDim, outDim, xOff, outOff);
-  } else if (w.type === 'f16') matmulF16(out, x, w, n, inDim, outDim, xOff, outOff);
-  else matmulQ8_0(out, x, w, n, inDim, outDim, xOff, outOff);
+  } else if (w.type === 'f16' || w.type === 'bf16') matmulHalf(out, x, w, n, inDim, outDim, xOff, outOff);
+  else if (w.type === 'q8_0') matmulQ8_0(out, x, w, n, inDim, outDim, xOff, outOff);
+  else matmulQuant(out, x, w, n, inDim, outDim, xOff, outOff);
 }
 
 let rowsF32 = new Float32Array(0);
 
 /**
- * f16 weights: each tile of weight rows widened to f32 (exact) once, then ops.ts dot per
- * activation row (its four partial sums, in f64), rounded to f32 on store.
+ * f16/bf16 weights: each tile of weight rows widened to f32 (exact) once, then ops.ts dot per
+ * activation row (its four partial sums, in f64), rounded to f32 on store. Activations stay f32
+ * (llama.cpp rounds them to the weight's half type first; this is the more exact product).
  */
-export function matmulF16(out: Float32Array, x: Float32Array, w: WeightMatrix, n: number, inDim: number, outDim: number, xOff = 0, outOff = 0): void {
-  checkWeights(w, inDim, outDim, 'f16');
+export function matmulHalf(out: Float32Array, x: Float32Array, w: WeightMatrix, n: number, inDim: number, outDim: number, xOff = 0, outOff = 0): void {
+  checkWeights(w, inDim, outDim);
+  if (w.type !== 'f16' && w.type !== 'bf16') throw new TypeError(`matmul: expected f16 or bf16 weights, got ${w.type}`);
   const h = w.data as Uint16Array;
   const tile = Math.max(1, Math.floor(16384 / inDim));
   if (rowsF32.length < tile * inDim) rowsF32 = new Float32Array(tile * inDim);
   const rows = rowsF32;
   for (let o0 = 0; o0 < outDim; o0 += tile) {
     const o1 = Math.min(outDim, o0 + tile);
-    for (let k = 0, s = o0 * inDim; k < (o1 - o0) * inDim; k++, s++) rows[k] = f16Table[h[s]];
+    if (w.type === 'f16') for (let k = 0, s = o0 * inDim; k < (o1 - o0) * inDim; k++, s++) rows[k] = f16Table[h[s]];
+    else for (let k = 0, s = o0 * inDim; k < (o1 - o0) * inDim; k++, s++) rows[k] = bf16ToF32(h[s]);
     for (let i = 0; i < n; i++) {
       const xo = xOff + i * inDim;
       for (let o = o0; o < o1; o++) out[outOff + i * outDim + o] = dot(x, xo, rows, (o - o0) * inDim, inDim);
@@ -88,6 +103,44 @@ export function matmulQ8_0(out: Float32Array, x: Float32Array, w: WeightMatrix, 
         for (let j = b * QK, k = i * inDim + j; j < (b + 1) * QK; j++, k++) isum += wl[j] * levels[k];
         sum = fr(sum + fr(isum * fr(wd[b] * scales[i * nb + b])));
       }
+      out[outOff + i * outDim + o] = sum;
+    }
+  }
+}
+
+let unpacked: UnpackedBlock[] = [];
+
+/**
+ * Any ggml block type as llama.cpp's CPU backend computes it: each activation row converted to
+ * the type's vec_dot_type (numeric/weight-quants.ts quantizeActivationRow), then per block the
+ * exact integer products and the float term of blockTerm, summed block by block. The twin of
+ * the WASM kernels in assembly/quant.ts, bit for bit.
+ */
+export function matmulQuant(out: Float32Array, x: Float32Array, w: WeightMatrix, n: number, inDim: number, outDim: number, xOff = 0, outOff = 0): void {
+  checkWeights(w, inDim, outDim);
+  const type = w.type as QuantWeightType;
+  const f = QUANT_FORMATS[type];
+  if (!f) throw new TypeError(`matmul: ${w.type} is not a block type`);
+  const acts: ActivationRow[] = [];
+  for (let i = 0; i < n; i++) {
+    let bytes: Uint8Array;
+    try {
+      bytes = quantizeActivationRow(f.vecDotType, x, xOff + i * inDim, inDim);
+    } catch (e) {
+      throw new RangeError(`matmul ${type}: activation row ${i}: ${(e as Error).message}`);
+    }
+    acts.push(decodeActivationRow(f.vecDotType, bytes, 0, inDim));
+  }
+  const nb = inDim / f.blockSize;
+  const nsub = f.blockSize / f.subBlock;
+  while (unpacked.length < nb) unpacked.push(unpackedBlock());
+  const q = w.data as Uint8Array;
+  const fr = Math.fround;
+  for (let o = 0; o < outDim; o++) {
+    for (let b = 0; b < nb; b++) unpackBlock(type, q, (o * nb + b) * f.bytes, unpacked[b]);
+    for (let i = 0; i < n; i++) {
+      let sum = 0;
+      for (let b = 0; b < nb; b++) sum = fr(sum + blockTerm(f, unpacked[b], acts[i], b, nsub));
       out[outOff + i * outDim + o] = sum;
     }
   }

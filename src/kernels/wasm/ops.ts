@@ -5,6 +5,7 @@
 // place through its byteOffset; any other array is copied into a staging block of the heap kept
 // for reuse, and outputs are copied back. Model weights and activations meant for these kernels
 // should live in the heap (toHeap, heap.f32): staging a weight matrix costs a full copy per call.
+import { QUANT_FORMATS, type QuantWeightType } from '../../numeric/weight-quants.js';
 import { checkWeights, weightDataLength, type WeightMatrix } from '../weights.js';
 import { wasmHeap, type WasmHeap } from './runtime.js';
 
@@ -22,6 +23,13 @@ export interface OpsKernels {
   q8ActivationBytes(n: number, inDim: number): number;
   /** The matmul for W q8_0 with activations from quantizeQ8Rows at xq. */
   matmulQ8(out: number, outStride: number, xq: number, w: number, n: number, inDim: number, j0: number, j1: number): void;
+  /** x rows → q8_K activations at dst (q8KActivationBytes); returns the number of blocks holding inf/NaN. */
+  quantizeQ8KRows(dst: number, x: number, n: number, inDim: number): number;
+  q8KActivationBytes(n: number, inDim: number): number;
+  /** The matmul for W of ggml type id `kind` (block types but q8_0), activations as its vec_dot_type at xq. */
+  matmulQuant(out: number, outStride: number, xq: number, w: number, n: number, inDim: number, j0: number, j1: number, kind: number): void;
+  /** The matmul for W bf16, with f16ScratchBytes(inDim) bytes of scratch. */
+  matmulBF16(out: number, outStride: number, x: number, w: number, n: number, inDim: number, j0: number, j1: number, scratch: number): void;
   expF32(dst: number, src: number, n: number): void;
   rmsnorm(out: number, x: number, weight: number, n: number, dim: number, eps: number): void;
   ropeRow(x: number, nHeads: number, headDim: number, half: number, cos: number, sin: number): void;
@@ -143,16 +151,32 @@ export function matmulColumns(
   const op = place(c, 'out', out, outOff, n * outDim, false);
   if (w.type === 'f32') k.matmulF32(op, outDim, xp, wp, n, inDim, j0, j1);
   else if (w.type === 'f16') k.matmulF16(op, outDim, xp, wp, n, inDim, j0, j1, block(c, 'scratch', k.f16ScratchBytes(inDim)));
+  else if (w.type === 'bf16') k.matmulBF16(op, outDim, xp, wp, n, inDim, j0, j1, block(c, 'scratch', k.f16ScratchBytes(inDim)));
   else {
-    const q = block(c, 'q8', k.q8ActivationBytes(n, inDim));
-    const bad = k.quantizeQ8Rows(q, xp, n, inDim);
-    if (bad) throw new RangeError(`matmul q8_0: ${bad} activation block(s) not representable in q8_0 (|x| too large, inf or NaN)`);
-    k.matmulQ8(op, outDim, q, wp, n, inDim, j0, j1);
+    const q = block(c, 'q8', activationBytes(k, w.type, n, inDim));
+    quantizeActivations(k, w.type, q, xp, n, inDim);
+    if (w.type === 'q8_0') k.matmulQ8(op, outDim, q, wp, n, inDim, j0, j1);
+    else k.matmulQuant(op, outDim, q, wp, n, inDim, j0, j1, QUANT_FORMATS[w.type].ggmlId);
   }
   if (!c.heap.holds(out)) {
     const staged = new Float32Array(c.heap.buffer(), op, n * outDim);
     for (let i = 0; i < n; i++) out.set(staged.subarray(i * outDim + j0, i * outDim + j1), outOff + i * outDim + j0);
   }
+}
+
+/** Bytes the kernels' activations for weight type `type` take (its vec_dot_type, n rows of inDim). */
+export function activationBytes(k: OpsKernels, type: QuantWeightType, n: number, inDim: number): number {
+  return QUANT_FORMATS[type].vecDotType === 'q8_K' ? k.q8KActivationBytes(n, inDim) : k.q8ActivationBytes(n, inDim);
+}
+
+/**
+ * Quantizes n activation rows at heap offset x to `type`'s vec_dot_type at dst, as llama.cpp's
+ * CPU matmul does before the integer products; throws when a block is not representable.
+ */
+export function quantizeActivations(k: OpsKernels, type: QuantWeightType, dst: number, x: number, n: number, inDim: number): void {
+  const act = QUANT_FORMATS[type].vecDotType;
+  const bad = act === 'q8_K' ? k.quantizeQ8KRows(dst, x, n, inDim) : k.quantizeQ8Rows(dst, x, n, inDim);
+  if (bad) throw new RangeError(`matmul ${type}: ${bad} activation block(s) not representable in ${act} (|x| too large, inf or NaN)`);
 }
 
 /**
