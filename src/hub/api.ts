@@ -111,7 +111,7 @@ export function fetchFailure(e: unknown, url: string, signal?: AbortSignal): Hub
   if (e instanceof HubError) return e;
   if (signal?.aborted) return new HubError('interrupted', `${url}: interrupted`);
   const err = e as Error & { cause?: { code?: string; message?: string } };
-  const why = err.cause?.code ?? err.cause?.message ?? err.message;
+  const why = err.cause?.message ?? err.cause?.code ?? err.message;
   return new HubError('network', `network error on ${url}: ${why}`);
 }
 
