@@ -17,6 +17,12 @@ let cache: string;
 const local = (file = FILE): string => cachedFilePath(cache, REPO, 'main', file);
 const pullFile = (file = FILE, extra: { retries?: number; signal?: AbortSignal; onEvent?: (e: PullEvent) => void } = {}) =>
   pull({ repo: REPO, file }, { hub: { endpoint: hub.endpoint }, cacheDir: cache, retryDelayMs: 1, ...extra });
+/** Drops the stalled download once the client has `n` bytes: a network failure at a known point. */
+const dropAt =
+  (n: number) =>
+  (ev: PullEvent): void => {
+    if (ev.type === 'progress' && ev.done === n) hub.dropStalled();
+  };
 const rejection = async (p: Promise<unknown>): Promise<HubError> => {
   const e = await p.then(
     () => undefined,
@@ -88,10 +94,47 @@ describe('pull: one file', () => {
   });
 });
 
+describe('pull: a server not to be trusted', () => {
+  it('a body longer than the listing says: refused by its Content-Length, or cut at the listed size when chunked', async () => {
+    hub.behaviour.padded = new Set([FILE]);
+    const e = await rejection(pullFile());
+    expect(e.kind).toBe('bad-response');
+    expect(e.message).toContain(`the server sends ${GGUF.length + 1000} bytes from offset 0, but the hub lists the file at ${GGUF.length} bytes`);
+    expect(existsSync(`${local()}.part`)).toBe(false);
+
+    hub.behaviour.chunked = true;
+    const c = await rejection(pullFile());
+    expect(c.kind).toBe('bad-response');
+    expect(c.message).toContain(`the server sent more than the ${GGUF.length} bytes the hub lists`);
+    expect(existsSync(local())).toBe(false);
+    expect(existsSync(`${local()}.part`)).toBe(false);
+
+    hub.behaviour.padded = undefined;
+    await pullFile();
+    expect(readFileSync(local()).equals(GGUF)).toBe(true);
+  });
+
+  it('a listed path that leaves the repository, or a malformed entry, is refused before any download', async () => {
+    for (const entry of [
+      { type: 'file', oid: '0'.repeat(40), size: 1, path: '../../escape.gguf' },
+      { type: 'file', oid: 'xyz', size: 1, path: 'a.gguf' },
+      { type: 'file', oid: '0'.repeat(40), size: -1, path: 'a.gguf' },
+      { type: 'file', oid: '0'.repeat(40), size: 1, path: 'a.gguf', lfs: { oid: 'short', size: 1 } },
+      'not an object',
+    ]) {
+      hub.behaviour.extraEntries = [entry];
+      const e = await rejection(pullFile());
+      expect(e.kind).toBe('bad-response');
+      expect(e.message).toContain('listing entry');
+    }
+    expect(hub.requests(`/${REPO}/resolve`)).toHaveLength(0);
+  });
+});
+
 describe('pull: resume', () => {
   it('a connection dropped mid-file keeps .part; the next pull asks for the rest with Range', async () => {
-    hub.behaviour.dropAfter = new Map([[FILE, 120_000]]);
-    const e = await rejection(pullFile());
+    hub.behaviour.stallAfter = new Map([[FILE, 120_000]]);
+    const e = await rejection(pullFile(FILE, { onEvent: dropAt(120_000) }));
     expect(e.kind).toBe('network');
     expect(e.message).toContain('.part');
     expect(existsSync(local())).toBe(false);
@@ -112,15 +155,15 @@ describe('pull: resume', () => {
   });
 
   it('retries a dropped connection by itself, resuming', async () => {
-    hub.behaviour.dropAfter = new Map([[FILE, 50_000]]);
-    await pullFile(FILE, { retries: 2 });
+    hub.behaviour.stallAfter = new Map([[FILE, 50_000]]);
+    await pullFile(FILE, { retries: 2, onEvent: dropAt(50_000) });
     expect(hub.requests('/cdn/').map((q) => q.range)).toEqual([undefined, 'bytes=50000-']);
     expect(readFileSync(local()).equals(GGUF)).toBe(true);
   });
 
   it('a server that ignores Range sends the whole file again, and the file is rebuilt from zero', async () => {
-    hub.behaviour.dropAfter = new Map([[FILE, 100_000]]);
-    await rejection(pullFile());
+    hub.behaviour.stallAfter = new Map([[FILE, 100_000]]);
+    await rejection(pullFile(FILE, { onEvent: dropAt(100_000) }));
     hub.behaviour.ignoreRange = true;
     await pullFile();
     expect(hub.requests('/cdn/').map((q) => [q.range, q.status])).toEqual([

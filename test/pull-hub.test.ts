@@ -162,6 +162,20 @@ describe('pull: errors', () => {
     expect(hub.requests('/api/models/acme/gated/').at(-1)?.authorization).toBe(`Bearer ${TOKEN}`);
   });
 
+  it('the token goes to the hub, not to the CDN on another origin that the hub redirects downloads to', async () => {
+    const gated = new FakeHub({ 'acme/gated': { revisions: { main: { 'g-Q4_K_M.gguf': bytes(900, 14) } }, gatedToken: TOKEN } }, { separateCdn: true });
+    await gated.start();
+    try {
+      const r = await pull(parseHubRef('acme/gated'), { hub: { endpoint: gated.endpoint, token: TOKEN }, cacheDir: cache });
+      expect(readFileSync(r.path).equals(bytes(900, 14))).toBe(true);
+      expect(gated.cdn).not.toBe(gated.endpoint);
+      expect(gated.requests('/acme/gated/resolve/').map((q) => q.authorization)).toEqual([`Bearer ${TOKEN}`]);
+      expect(gated.requests('/cdn/').map((q) => q.authorization)).toEqual([undefined]);
+    } finally {
+      await gated.close();
+    }
+  });
+
   it('a hub that cannot be reached is a network error naming the URL', async () => {
     const endpoint = hub.endpoint;
     await hub.close();

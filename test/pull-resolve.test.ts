@@ -24,8 +24,8 @@ beforeAll(async () => {
   await pull(parseHubRef('acme/one-GGUF'), opts);
   await pull(parseHubRef('acme/one-GGUF@dev'), opts);
   await pull(parseHubRef('acme/folder'), opts);
-  hub.behaviour.dropAfter = new Map([['c.gguf', 10_000]]);
-  await pull(parseHubRef('acme/cut'), opts).catch(() => {});
+  hub.behaviour.stallAfter = new Map([['c.gguf', 10_000]]);
+  await pull(parseHubRef('acme/cut'), { ...opts, onEvent: (e) => e.type === 'progress' && e.done === 10_000 && hub.dropStalled() }).catch(() => {});
 });
 afterAll(() => hub.close());
 

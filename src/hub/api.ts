@@ -72,7 +72,7 @@ function repoFileFrom(entry: unknown, url: string): RepoFile | undefined {
   if (e.type === 'directory') return undefined;
   if (e.type !== 'file') return bad('type is neither "file" nor "directory"');
   if (typeof e.path !== 'string') return bad('no path');
-  checkRepoPath(e.path, `${url}: listed file "${e.path}"`);
+  if (!isRepoPath(e.path)) return bad('the path leaves the repository');
   if (e.lfs !== undefined && e.lfs !== null) {
     if (typeof e.lfs.oid !== 'string' || !/^[0-9a-f]{64}$/.test(e.lfs.oid)) return bad('lfs.oid is not a sha256');
     if (!isSize(e.lfs.size)) return bad('lfs.size is not a byte count');
@@ -81,6 +81,15 @@ function repoFileFrom(entry: unknown, url: string): RepoFile | undefined {
   if (typeof e.oid !== 'string' || !/^[0-9a-f]{40}$/.test(e.oid)) return bad('oid is not a git blob id');
   if (!isSize(e.size)) return bad('size is not a byte count');
   return { path: e.path, size: e.size, checksum: { kind: 'git-blob-sha1', hex: e.oid } };
+}
+
+function isRepoPath(p: string): boolean {
+  try {
+    checkRepoPath(p, p);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function isSize(v: unknown): v is number {

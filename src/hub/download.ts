@@ -79,18 +79,21 @@ async function attemptDownload(req: DownloadRequest, opts: DownloadOptions): Pro
     return attemptDownload(req, opts);
   }
   if (res.status !== 200 && res.status !== 206) throw req.httpError?.(res) ?? new HubError('bad-response', `${req.url}: HTTP ${res.status} ${res.statusText}`);
-  let append = false;
-  if (res.status === 206) {
-    const start = contentRangeStart(res.headers.get('content-range'));
-    if (have === 0 || start !== have) {
-      void res.body?.cancel().catch(() => {});
-      throw new HubError('bad-response', `${req.url}: asked for bytes from ${have}, got Content-Range "${res.headers.get('content-range')}"`);
-    }
-    append = true;
-    opts.onResume?.(have);
+  const append = res.status === 206;
+  if (append && (have === 0 || contentRangeStart(res.headers.get('content-range')) !== have)) {
+    // Not the bytes asked for: start over without Range rather than guess what was sent.
+    void res.body?.cancel().catch(() => {});
+    await unlink(part);
+    return attemptDownload(req, opts);
   }
   // 200 answers a Range request with the whole file: the server ignores Range, start over.
   const resumedFrom = append ? have : 0;
+  const length = res.headers.get('content-length');
+  if (length !== null && Number(length) !== req.size - resumedFrom) {
+    void res.body?.cancel().catch(() => {});
+    throw new HubError('bad-response', `${req.label}: the server sends ${length} bytes from offset ${resumedFrom}, but the hub lists the file at ${req.size} bytes`);
+  }
+  if (append) opts.onResume?.(have);
   const hash = checksumHash(req.checksum, req.size);
   if (append) await hashFile(part, hash);
   const done = await writeBody(req, res, part, append ? have : 0, hash, opts);

@@ -20,15 +20,18 @@ export interface FakeRepo {
 }
 
 export interface Behaviour {
-  /** Next download of this path sends the headers and this many bytes, then drops the connection. */
-  dropAfter?: Map<string, number>;
-  /** Next download of this path sends this many bytes and then stalls (calls onStall). */
+  /** Next download of this path sends this many bytes and then waits (see dropStalled). */
   stallAfter?: Map<string, number>;
-  onStall?: () => void;
   /** Answer Range requests with the whole file (200), as some servers do. */
   ignoreRange?: boolean;
   /** Serve these paths with one byte flipped (the listing keeps the true checksum). */
   corrupt?: Set<string>;
+  /** Serve these paths with bytes appended (more than the listed size). */
+  padded?: Set<string>;
+  /** Send file bodies without Content-Length (chunked transfer encoding). */
+  chunked?: boolean;
+  /** Raw entries appended to every listing (to play a misbehaving server). */
+  extraEntries?: unknown[];
   /** Listed but 404 EntryNotFound on download. */
   unservable?: Set<string>;
   /** Tree entries per listing page. */
@@ -52,22 +55,35 @@ export const gitBlobId = (b: Buffer): string => createHash('sha1').update(Buffer
 export class FakeHub {
   readonly log: LoggedRequest[] = [];
   behaviour: Behaviour = {};
-  private server: Server | undefined;
+  private readonly servers: Server[] = [];
   private readonly blobs = new Map<string, Buffer>();
   endpoint = '';
+  /** Where LFS downloads are redirected: the hub itself, or (separateCdn) another origin, as on huggingface.co. */
+  cdn = '';
 
-  constructor(readonly repos: Record<string, FakeRepo>) {}
+  constructor(
+    readonly repos: Record<string, FakeRepo>,
+    private readonly opts: { separateCdn?: boolean } = {},
+  ) {}
 
   async start(): Promise<string> {
-    this.server = createServer((req, res) => this.handle(req, res));
-    await new Promise<void>((r) => this.server!.listen(0, '127.0.0.1', r));
-    this.endpoint = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    this.endpoint = await this.listen();
+    this.cdn = this.opts.separateCdn ? await this.listen() : this.endpoint;
     return this.endpoint;
   }
 
+  private async listen(): Promise<string> {
+    const server = createServer((req, res) => this.handle(req, res));
+    this.servers.push(server);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  }
+
   async close(): Promise<void> {
-    this.server?.closeAllConnections();
-    await new Promise<void>((r) => this.server?.close(() => r()) ?? r());
+    for (const server of this.servers.splice(0)) {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
   }
 
   /** Requests whose path starts with `prefix` (e.g. '/cdn/' for file bodies). */
@@ -106,20 +122,28 @@ export class FakeHub {
     const path = resolve![3].split('/').map(decodeURIComponent).join('/');
     const content = files[path];
     if (!content || this.behaviour.unservable?.has(path)) return fail(404, 'EntryNotFound', 'Entry not found');
-    const served = this.behaviour.corrupt?.has(path) ? flipByte(content) : content;
+    const served = this.behaviour.corrupt?.has(path) ? flipByte(content) : this.behaviour.padded?.has(path) ? Buffer.concat([content, Buffer.alloc(1000)]) : content;
     if (LFS.test(path)) {
       const oid = sha256(content);
       this.blobs.set(oid, served);
-      const pending = [this.behaviour.dropAfter, this.behaviour.stallAfter].map((b) => b?.get(path));
-      if (pending.some((n) => n !== undefined)) this.cdnPlan.set(oid, { drop: pending[0], stall: pending[1] });
-      this.behaviour.dropAfter?.delete(path);
+      const stall = this.behaviour.stallAfter?.get(path);
+      if (stall !== undefined) this.stallPlan.set(oid, stall);
       this.behaviour.stallAfter?.delete(path);
-      return send(302, { Location: `/cdn/${oid}`, 'X-Linked-Etag': `"${oid}"`, 'X-Linked-Size': String(content.length), 'X-Repo-Commit': 'f'.repeat(40) });
+      return send(302, { Location: `${this.cdn}/cdn/${oid}`, 'X-Linked-Etag': `"${oid}"`, 'X-Linked-Size': String(content.length), 'X-Repo-Commit': 'f'.repeat(40) });
     }
     this.serveBytes(req, res, entry, gitBlobId(content), served);
   }
 
-  private readonly cdnPlan = new Map<string, { drop?: number; stall?: number }>();
+  private readonly stallPlan = new Map<string, number>();
+  private readonly stalled: ServerResponse[] = [];
+
+  /**
+   * Drops the connections of stalled downloads, as a network failure would. Tests call it once the
+   * client reports the bytes received, so what the client holds is known exactly.
+   */
+  dropStalled(): void {
+    for (const res of this.stalled.splice(0)) res.socket?.destroy();
+  }
 
   private listTree(url: URL, files: Record<string, Buffer>, send: (s: number, h: Record<string, string>, b?: string) => void): void {
     const dirs = new Set<string>();
@@ -136,6 +160,7 @@ export class FakeHub {
         path,
         ...(LFS.test(path) ? { lfs: { oid: sha256(b), size: b.length, pointerSize: 134 } } : {}),
       })),
+      ...(this.behaviour.extraEntries ?? []),
     ];
     const size = this.behaviour.pageSize ?? entries.length;
     const cursor = Number(url.searchParams.get('cursor') ?? 0);
@@ -168,17 +193,16 @@ export class FakeHub {
     const status = range && !this.behaviour.ignoreRange ? 206 : 200;
     entry.status = status;
     res.writeHead(status, {
-      'Content-Length': String(body.length - start),
+      ...(this.behaviour.chunked ? {} : { 'Content-Length': String(body.length - start) }),
       ETag: `"${etag}"`,
       'Accept-Ranges': 'bytes',
       ...(status === 206 ? { 'Content-Range': `bytes ${start}-${body.length - 1}/${body.length}` } : {}),
     });
-    const plan = this.cdnPlan.get(etag);
-    this.cdnPlan.delete(etag);
-    if (plan?.drop !== undefined) {
-      res.write(body.subarray(start, start + plan.drop), () => res.socket?.destroy());
-    } else if (plan?.stall !== undefined) {
-      res.write(body.subarray(start, start + plan.stall), () => this.behaviour.onStall?.());
+    const stall = this.stallPlan.get(etag);
+    this.stallPlan.delete(etag);
+    if (stall !== undefined) {
+      res.write(body.subarray(start, start + stall));
+      this.stalled.push(res);
     } else {
       res.end(body.subarray(start));
     }
