@@ -173,6 +173,19 @@ describe('pull: resume', () => {
     expect(readFileSync(local()).equals(GGUF)).toBe(true);
   });
 
+  it('a server that answers Range from another offset than asked: the partial file is dropped, the download starts over', async () => {
+    hub.behaviour.stallAfter = new Map([[FILE, 100_000]]);
+    await rejection(pullFile(FILE, { onEvent: dropAt(100_000) }));
+    hub.behaviour.rangeSkew = 10;
+    await pullFile();
+    expect(hub.requests('/cdn/').map((q) => [q.range, q.status])).toEqual([
+      [undefined, 200],
+      ['bytes=100000-', 206],
+      [undefined, 200],
+    ]);
+    expect(readFileSync(local()).equals(GGUF)).toBe(true);
+  });
+
   it('a partial file longer than the file is dropped and the download starts over', async () => {
     mkdirSync(join(cache, 'models', 'acme', 'tiny-GGUF', 'main'), { recursive: true });
     writeFileSync(`${local()}.part`, Buffer.concat([GGUF, Buffer.alloc(10)]));

@@ -28,6 +28,8 @@ export interface Behaviour {
   corrupt?: Set<string>;
   /** Serve these paths with bytes appended (more than the listed size). */
   padded?: Set<string>;
+  /** Answer Range requests from this many bytes further on than asked (with a truthful Content-Range). */
+  rangeSkew?: number;
   /** Send file bodies without Content-Length (chunked transfer encoding). */
   chunked?: boolean;
   /** Raw entries appended to every listing (to play a misbehaving server). */
@@ -183,7 +185,7 @@ export class FakeHub {
     let start = 0;
     const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
     if (range && !this.behaviour.ignoreRange) {
-      start = Number(range[1]);
+      start = Number(range[1]) + (this.behaviour.rangeSkew ?? 0);
       if (start >= body.length) {
         entry.status = 416;
         res.writeHead(416, { 'Content-Range': `bytes */${body.length}` }).end();
