@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -41,7 +41,10 @@ beforeAll(async () => {
   cache = mkdtempSync(join(tmpdir(), 'lowkv-cli-pull-'));
   env = { HF_ENDPOINT: hub.endpoint, LOWKV_CACHE: cache };
 });
-afterAll(() => hub.close());
+afterAll(async () => {
+  await hub.close();
+  rmSync(cache, { recursive: true, force: true });
+});
 
 describe('lowkv pull (built CLI, fake hub)', () => {
   it('Ctrl-C keeps a .part; the same command resumes it, verifies it, and --model owner/repo opens it', { timeout: 120_000 }, async () => {
@@ -90,7 +93,7 @@ describe('lowkv pull (built CLI, fake hub)', () => {
   });
 
   it('a file the repo does not have: one error line, exit 1', async () => {
-    const r = await lowkvAsync(['pull', 'acme/tiny-GGUF:nope.gguf', '--cache-dir', mkdtempSync(join(tmpdir(), 'lowkv-cli-pull-'))], env);
+    const r = await lowkvAsync(['pull', 'acme/tiny-GGUF:nope.gguf', '--cache-dir', join(cache, 'elsewhere')], env);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(`lowkv: error: nope.gguf not found in acme/tiny-GGUF at revision "main"; its GGUF files:\n  ${NAME}`);
   });

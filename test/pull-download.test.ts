@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -37,7 +37,10 @@ beforeEach(async () => {
   await hub.start();
   cache = mkdtempSync(join(tmpdir(), 'lowkv-pull-'));
 });
-afterEach(() => hub.close());
+afterEach(async () => {
+  await hub.close();
+  rmSync(cache, { recursive: true, force: true });
+});
 
 describe('pull: one file', () => {
   it('the fake hub hashes git files as git does', () => {

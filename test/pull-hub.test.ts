@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -48,7 +48,10 @@ beforeEach(async () => {
   await hub.start();
   cache = mkdtempSync(join(tmpdir(), 'lowkv-hub-'));
 });
-afterEach(() => hub.close());
+afterEach(async () => {
+  await hub.close();
+  rmSync(cache, { recursive: true, force: true });
+});
 
 const run = (spec: string, h: Partial<Hub> = {}) => pull(parseHubRef(spec), { hub: { endpoint: hub.endpoint, ...h }, cacheDir: cache });
 async function failure(p: Promise<unknown>): Promise<HubError> {

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -27,7 +27,10 @@ beforeAll(async () => {
   hub.behaviour.stallAfter = new Map([['c.gguf', 10_000]]);
   await pull(parseHubRef('acme/cut'), { ...opts, onEvent: (e) => e.type === 'progress' && e.done === 10_000 && hub.dropStalled() }).catch(() => {});
 });
-afterAll(() => hub.close());
+afterAll(async () => {
+  await hub.close();
+  rmSync(cache, { recursive: true, force: true });
+});
 
 const models = (...p: string[]): string => join(cache, 'models', ...p);
 
@@ -68,6 +71,7 @@ describe('--model through the cache', () => {
       expect(resolveModelSpec('acme/one-GGUF', cache)).toBe('acme/one-GGUF');
     } finally {
       process.chdir(cwd);
+      rmSync(dir, { recursive: true, force: true });
     }
     expect(resolveModelSpec('./missing.gguf', cache)).toBe('./missing.gguf');
     expect(resolveModelSpec('/abs/missing.gguf', cache)).toBe('/abs/missing.gguf');

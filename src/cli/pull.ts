@@ -1,5 +1,5 @@
 import cliProgress from 'cli-progress';
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { hubFromEnv, type RepoFile } from '../hub/api.js';
 import { cacheDir } from '../hub/cache-dir.js';
 import { HubError } from '../hub/errors.js';
@@ -48,7 +48,11 @@ export function pullCommand(): Command {
 }
 
 function revisionArg(v: string): string {
-  return checkRevision(v);
+  try {
+    return checkRevision(v);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
 }
 
 /** A bar per file on a terminal (cli-progress); otherwise a line per tenth of a file, readable in logs. */
