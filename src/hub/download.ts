@@ -31,11 +31,6 @@ export interface DownloadOptions {
   readonly retryDelayMs?: number;
 }
 
-export interface DownloadResult {
-  /** Bytes taken from an earlier partial download instead of the network (last attempt). */
-  readonly resumedFrom: number;
-}
-
 /**
  * Downloads one file with resume and verification: bytes go to `dest.part`; a partial file left
  * by an earlier run is continued with an HTTP Range request (or dropped when the server ignores
@@ -43,7 +38,7 @@ export interface DownloadResult {
  * listed checksum and only then is renamed into place, so `dest` is either absent or verified.
  * An interruption (signal) or network failure keeps `.part` for the next run.
  */
-export async function downloadFile(req: DownloadRequest, opts: DownloadOptions = {}): Promise<DownloadResult> {
+export async function downloadFile(req: DownloadRequest, opts: DownloadOptions = {}): Promise<void> {
   const retries = opts.retries ?? 0;
   for (let attempt = 0; ; attempt++) {
     try {
@@ -55,7 +50,7 @@ export async function downloadFile(req: DownloadRequest, opts: DownloadOptions =
   }
 }
 
-async function attemptDownload(req: DownloadRequest, opts: DownloadOptions): Promise<DownloadResult> {
+async function attemptDownload(req: DownloadRequest, opts: DownloadOptions): Promise<void> {
   const part = `${req.dest}.part`;
   await mkdir(dirname(req.dest), { recursive: true });
   let have = await fileSize(part);
@@ -63,7 +58,7 @@ async function attemptDownload(req: DownloadRequest, opts: DownloadOptions): Pro
     await unlink(part);
     have = 0;
   }
-  if (have === req.size && have > 0) return finishResumed(req, opts, part, have, await hashFile(part, checksumHash(req.checksum, req.size)));
+  if (have === req.size && have > 0) return finishResumed(req, opts, part, await hashFile(part, checksumHash(req.checksum, req.size)));
 
   const headers: Record<string, string> = {
     ...req.headers,
@@ -100,16 +95,16 @@ async function attemptDownload(req: DownloadRequest, opts: DownloadOptions): Pro
   if (done < req.size) {
     throw new HubError('network', `${req.label}: the connection closed after ${done} of ${req.size} bytes; ${done} bytes kept in ${part}, run again to resume`);
   }
-  return resumedFrom > 0 ? finishResumed(req, opts, part, resumedFrom, hash) : finish(req, part, done, hash, 0);
+  return resumedFrom > 0 ? finishResumed(req, opts, part, hash) : finish(req, part, hash);
 }
 
 /**
  * A resumed file that fails its checksum may owe it to the old partial (left by another version of
  * the file, or damaged): the partial is gone by then, so one fresh download settles which.
  */
-async function finishResumed(req: DownloadRequest, opts: DownloadOptions, part: string, resumedFrom: number, hash: Hash): Promise<DownloadResult> {
+async function finishResumed(req: DownloadRequest, opts: DownloadOptions, part: string, hash: Hash): Promise<void> {
   try {
-    return await finish(req, part, req.size, hash, resumedFrom);
+    return await finish(req, part, hash);
   } catch (e) {
     if (e instanceof HubError && e.kind === 'checksum') return attemptDownload(req, opts);
     throw e;
@@ -162,17 +157,16 @@ async function writeBody(req: DownloadRequest, res: Response, part: string, star
   return done;
 }
 
-async function finish(req: DownloadRequest, part: string, size: number, hash: Hash, resumedFrom: number): Promise<DownloadResult> {
+async function finish(req: DownloadRequest, part: string, hash: Hash): Promise<void> {
   const got = hash.digest('hex');
   if (got !== req.checksum.hex) {
     await unlink(part);
     throw new HubError(
       'checksum',
-      `${req.label}: checksum mismatch: the hub lists ${describeChecksum(req.checksum)}, the ${size} downloaded bytes hash to ${got}; the download was deleted, run again to fetch it anew`,
+      `${req.label}: checksum mismatch: the hub lists ${describeChecksum(req.checksum)}, the ${req.size} downloaded bytes hash to ${got}; the download was deleted, run again to fetch it anew`,
     );
   }
   await rename(part, req.dest);
-  return { resumedFrom };
 }
 
 function contentRangeStart(header: string | null): number | undefined {
