@@ -7,6 +7,9 @@ import { readPolicyFile } from '../kv/policy.js';
 import { checkSpec } from '../kv/registry.js';
 import { loadModel, type Model } from '../engine/model.js';
 import { defaultThreads } from '../kernels/wasm/pool.js';
+import { cacheDir } from '../hub/cache-dir.js';
+import { looksLikeHubRef, parseHubRef } from '../hub/ref.js';
+import { cachedModelPath } from '../hub/resolve.js';
 
 /** The model that ships with the package (models/README.md). */
 export const DEFAULT_MODEL = resolve(dirname(fileURLToPath(import.meta.url)), '../../models/lowkv-tiny-hd64-f16.gguf');
@@ -79,12 +82,22 @@ function threadsFor(flags: ModelFlags): number {
   return defaultThreads();
 }
 
-/** --model, else $LOWKV_MODEL, else the bundled default (when allowed). */
+/** --model, else $LOWKV_MODEL, else the bundled default (when allowed); hub names through the cache. */
 export function resolveModelPath(flags: ModelFlags, allowDefault: boolean): string {
   const p = flags.model ?? process.env.LOWKV_MODEL;
-  if (p) return p;
+  if (p) return resolveModelSpec(p);
   if (allowDefault && existsSync(DEFAULT_MODEL)) return DEFAULT_MODEL;
   throw new Error('no model given: pass --model FILE or set LOWKV_MODEL');
+}
+
+/**
+ * A model as the user names it: a path that exists is itself; `owner/repo[@revision][:file]` is
+ * what `lowkv pull` put in the cache ($LOWKV_CACHE or the default); anything else is passed on for
+ * the loader to report. Nothing is downloaded here.
+ */
+export function resolveModelSpec(spec: string, cache: string = cacheDir()): string {
+  if (existsSync(spec) || !looksLikeHubRef(spec)) return spec;
+  return cachedModelPath(parseHubRef(spec), cache);
 }
 
 export function openModel(flags: ModelFlags, allowDefault = false): Promise<Model> {

@@ -9,6 +9,7 @@ import { evalCommand } from './eval.js';
 import { generateCommand } from './generate.js';
 import { infoCommand } from './info.js';
 import { pplCommand } from './ppl.js';
+import { pullCommand } from './pull.js';
 
 const program = new Command('lowkv')
   .description('LLM inference with a compressed KV cache')
@@ -23,7 +24,8 @@ const program = new Command('lowkv')
   .addCommand(infoCommand())
   .addCommand(codecsCommand())
   .addCommand(calibrateCommand())
-  .addCommand(convertCommand());
+  .addCommand(convertCommand())
+  .addCommand(pullCommand());
 
 try {
   await program.parseAsync(process.argv);
