@@ -24,3 +24,7 @@ export { writeGguf } from './formats/gguf-write.js';
 export { readLlama2c } from './formats/llama2c.js';
 export { readSafetensors, readShardedSafetensors } from './formats/safetensors.js';
 export { ggufFromHf } from './model/from-hf.js';
+export { pull, type PullOptions, type PullResult, type PullEvent } from './hub/pull.js';
+export { hubFromEnv } from './hub/api.js';
+export { HubError } from './hub/errors.js';
+export { parseHubRef, type HubRef } from './hub/ref.js';

@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { calibrate, calibratedMethods, collectSamples } from '../kv/calibration.js';
-import { intArg, interruptSignal, openModel, readTextFile, threadsOption } from './common.js';
+import { intArg, interruptSignal, openModel, readTextFile, threadsOption, modelHelp } from './common.js';
 import { progress } from './progress.js';
 
 interface CalibrateFlags {
@@ -18,7 +18,7 @@ interface CalibrateFlags {
 export function calibrateCommand(): Command {
   return new Command('calibrate')
     .description('learn what a calibrated KV method needs (codebooks, ranges) from a text file')
-    .addOption(new Option('-m, --model <file>', 'GGUF or llama2.c checkpoint (default: $LOWKV_MODEL)'))
+    .addOption(new Option('-m, --model <model>', modelHelp()))
     .addOption(threadsOption())
     .option('--tokenizer <file>', 'llama2.c tokenizer.bin')
     .requiredOption('-f, --file <text>', 'calibration text (keep it apart from evaluation text)')

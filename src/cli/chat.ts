@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import type { ChatSession } from '../engine/chat-session.js';
 import { SAMPLER_DEFAULTS } from '../engine/sampler.js';
 import { DEFAULT_CTX } from '../engine/model.js';
-import { cacheOptions, formatBytes, intArg, openModel, policyFromFlags, policyLabel, threadsOption, type CacheFlags, type ModelFlags } from './common.js';
+import { cacheOptions, formatBytes, intArg, openModel, policyFromFlags, policyLabel, threadsOption, type CacheFlags, type ModelFlags, modelHelp } from './common.js';
 import { addSamplingOptions, samplerOptions, type SamplingFlags } from './sampling.js';
 
 export interface ChatFlags extends SamplingFlags, CacheFlags, ModelFlags {
@@ -23,7 +23,7 @@ const HELP = [
 export function chatCommand(): Command {
   const cmd = new Command('chat')
     .description('talk with a model in the terminal, keeping the KV cache across turns (one turn per line when stdin is piped)')
-    .addOption(new Option('-m, --model <file>', 'GGUF or llama2.c checkpoint (default: $LOWKV_MODEL)'))
+    .addOption(new Option('-m, --model <model>', modelHelp()))
     .addOption(threadsOption())
     .option('--tokenizer <file>', 'llama2.c tokenizer.bin (default: tokenizer.bin or tok*.bin beside the model)')
     .option('--system <text>', 'system message opening the conversation')

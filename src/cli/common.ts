@@ -82,6 +82,11 @@ function threadsFor(flags: ModelFlags): number {
   return defaultThreads();
 }
 
+/** Help text of --model: what it accepts and what it falls back to. */
+export function modelHelp(fallback?: string): string {
+  return `GGUF file, llama2.c checkpoint, Hugging Face folder, or owner/repo[:file] fetched by \`lowkv pull\` (default: $LOWKV_MODEL${fallback ? `, else ${fallback}` : ''})`;
+}
+
 /** --model, else $LOWKV_MODEL, else the bundled default (when allowed); hub names through the cache. */
 export function resolveModelPath(flags: ModelFlags, allowDefault: boolean): string {
   const p = flags.model ?? process.env.LOWKV_MODEL;

@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { formatBytes, policyLabel, threadsOption } from './common.js';
+import { formatBytes, policyLabel, threadsOption, modelHelp } from './common.js';
 import { addGenerateOptions, runGenerate, summaryLine, type GenerateFlags } from './generate.js';
 
 const DEMO_PROMPT = 'It was a dark and stormy night';
@@ -7,7 +7,7 @@ const DEMO_PROMPT = 'It was a dark and stormy night';
 export function demoCommand(): Command {
   const cmd = new Command('demo')
     .description('the main job: a sampled continuation with the bundled model, and what its KV cache held')
-    .addOption(new Option('-m, --model <file>', 'model (default: $LOWKV_MODEL, else the bundled lowkv-tiny-hd64)'))
+    .addOption(new Option('-m, --model <model>', modelHelp('the bundled lowkv-tiny-hd64')))
     .addOption(threadsOption())
     .option('--tokenizer <file>', 'llama2.c tokenizer.bin');
   addGenerateOptions(cmd, { n: 48, temp: 0.8, cache: 'f16' });

@@ -9,7 +9,7 @@ import { ALL_METHODS, CALIBRATED_METHODS, parseMethods } from '../eval/methods.j
 import { passkey, type PasskeyRow } from '../eval/passkey.js';
 import { perLayerProfile, type PerLayerRow } from '../eval/per-layer.js';
 import { writeTradeoffPlots } from '../eval/plot.js';
-import { intArg, interruptSignal, openModel, readTextFile, threadsOption } from './common.js';
+import { intArg, interruptSignal, openModel, readTextFile, threadsOption, modelHelp } from './common.js';
 import { progress } from './progress.js';
 
 interface EvalFlags {
@@ -58,7 +58,7 @@ function csv(rows: readonly EvalRow[]): string {
 export function evalCommand(): Command {
   const cmd = new Command('eval')
     .description('compare KV methods on one model and text: bits/value, PPL, KL divergence to the f32 cache, top-1 agreement, time')
-    .addOption(new Option('-m, --model <file>', 'GGUF or llama2.c checkpoint (default: $LOWKV_MODEL)'))
+    .addOption(new Option('-m, --model <model>', modelHelp()))
     .addOption(threadsOption())
     .option('--tokenizer <file>', 'llama2.c tokenizer.bin')
     .option('-f, --file <text>', 'text to evaluate on')
@@ -175,7 +175,7 @@ async function perLayer(model: Parameters<typeof perLayerProfile>[0], tokens: nu
 function passkeyCommand(): Command {
   return new Command('passkey')
     .description('hide a number in filler text at several depths and ask for it back; accuracy per method')
-    .addOption(new Option('-m, --model <file>', 'GGUF or llama2.c checkpoint (default: $LOWKV_MODEL)'))
+    .addOption(new Option('-m, --model <model>', modelHelp()))
     .addOption(threadsOption())
     .option('--tokenizer <file>', 'llama2.c tokenizer.bin')
     .requiredOption('-c, --ctx <tokens>', 'prompt length to fill', intArg('--ctx', 32))

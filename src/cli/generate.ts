@@ -2,7 +2,7 @@ import { Command, Option } from 'commander';
 import { generate, type GenerateResult } from '../engine/generate.js';
 import type { Session } from '../engine/session.js';
 import { SAMPLER_DEFAULTS } from '../engine/sampler.js';
-import { cacheOptions, formatBytes, intArg, interruptSignal, openModel, policyFromFlags, policyLabel, threadsOption } from './common.js';
+import { cacheOptions, formatBytes, intArg, interruptSignal, openModel, policyFromFlags, policyLabel, threadsOption, modelHelp } from './common.js';
 import { addSamplingOptions, samplerOptions, type SamplingFlags } from './sampling.js';
 
 export interface GenerateFlags extends SamplingFlags {
@@ -69,7 +69,7 @@ export function summaryLine(result: GenerateResult, session: Session): string {
 export function generateCommand(): Command {
   const cmd = new Command('generate')
     .description('generate text from a prompt, streaming it to stdout')
-    .addOption(new Option('-m, --model <file>', 'GGUF or llama2.c checkpoint (default: $LOWKV_MODEL)'))
+    .addOption(new Option('-m, --model <model>', modelHelp()))
     .addOption(threadsOption())
     .option('--tokenizer <file>', 'llama2.c tokenizer.bin (default: tokenizer.bin or tok*.bin beside the model)');
   addGenerateOptions(cmd, { n: 128, temp: SAMPLER_DEFAULTS.temperature, cache: 'f32' });

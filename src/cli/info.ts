@@ -1,10 +1,10 @@
 import { Command, Option } from 'commander';
-import { openModel } from './common.js';
+import { openModel, modelHelp } from './common.js';
 
 export function infoCommand(): Command {
   return new Command('info')
     .description('show a model file\'s architecture, tokenizer and KV cache size per token')
-    .addOption(new Option('-m, --model <file>', 'GGUF or llama2.c checkpoint (default: $LOWKV_MODEL, else the bundled model)'))
+    .addOption(new Option('-m, --model <model>', modelHelp('the bundled model')))
     .option('--tokenizer <file>', 'llama2.c tokenizer.bin')
     .action(async (flags: { model?: string; tokenizer?: string }) => {
       const m = await openModel(flags, true);

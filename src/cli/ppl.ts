@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { cacheOptions, formatBytes, intArg, interruptSignal, openModel, policyFromFlags, policyLabel, readTextFile, threadsOption } from './common.js';
+import { cacheOptions, formatBytes, intArg, interruptSignal, openModel, policyFromFlags, policyLabel, readTextFile, threadsOption, modelHelp } from './common.js';
 import { progress } from './progress.js';
 
 interface PplFlags {
@@ -17,7 +17,7 @@ interface PplFlags {
 export function pplCommand(): Command {
   const cmd = new Command('ppl')
     .description("perplexity of a text file, with llama.cpp's llama-perplexity convention")
-    .addOption(new Option('-m, --model <file>', 'GGUF or llama2.c checkpoint (default: $LOWKV_MODEL)'))
+    .addOption(new Option('-m, --model <model>', modelHelp()))
     .addOption(threadsOption())
     .option('--tokenizer <file>', 'llama2.c tokenizer.bin')
     .requiredOption('-f, --file <text>', 'text file to score')
