@@ -291,5 +291,4 @@ export class LlamaModel {
     }
     return tile;
   }
-
 }
