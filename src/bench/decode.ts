@@ -106,9 +106,10 @@ function readPeer(file: string): DecodeRow[] {
   try {
     json = JSON.parse(readFileSync(file, 'utf8'));
   } catch (e) {
-    throw new Error(`--peer ${file}: ${(e as Error).message}`);
+    // `npm run` without -s prints its script banner on stdout, ahead of the JSON.
+    throw new Error(`--peer ${file}: ${(e as Error).message} (write it with \`npm run -s bench:peer -- --json > FILE\`)`);
   }
-  if (!Array.isArray(json)) throw new Error(`--peer ${file}: expected the JSON array that \`npm run bench:peer -- --json\` prints`);
+  if (!Array.isArray(json)) throw new Error(`--peer ${file}: expected the JSON array that \`npm run -s bench:peer -- --json\` prints`);
   return json.map((r: Record<string, unknown>, i) => {
     const num = (k: string): number => {
       if (typeof r[k] !== 'number') throw new Error(`--peer ${file}: row ${i} has no numeric "${k}"`);
