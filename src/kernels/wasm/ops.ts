@@ -26,8 +26,12 @@ export interface OpsKernels {
   /** x rows → q8_K activations at dst (q8KActivationBytes); returns the number of blocks holding inf/NaN. */
   quantizeQ8KRows(dst: number, x: number, n: number, inDim: number): number;
   q8KActivationBytes(n: number, inDim: number): number;
-  /** The matmul for W of ggml type id `kind` (block types but q8_0), activations as its vec_dot_type at xq. */
-  matmulQuant(out: number, outStride: number, xq: number, w: number, n: number, inDim: number, j0: number, j1: number, kind: number): void;
+  /**
+   * The matmul for W of ggml type id `kind` (block types but q8_0), activations as its
+   * vec_dot_type at xq, with quantScratchBytes(kind, inDim) bytes of scratch.
+   */
+  matmulQuant(out: number, outStride: number, xq: number, w: number, n: number, inDim: number, j0: number, j1: number, kind: number, scratch: number): void;
+  quantScratchBytes(kind: number, inDim: number): number;
   /** The matmul for W bf16, with f16ScratchBytes(inDim) bytes of scratch. */
   matmulBF16(out: number, outStride: number, x: number, w: number, n: number, inDim: number, j0: number, j1: number, scratch: number): void;
   expF32(dst: number, src: number, n: number): void;
@@ -156,7 +160,10 @@ export function matmulColumns(
     const q = block(c, 'q8', activationBytes(k, w.type, n, inDim));
     quantizeActivations(k, w.type, q, xp, n, inDim);
     if (w.type === 'q8_0') k.matmulQ8(op, outDim, q, wp, n, inDim, j0, j1);
-    else k.matmulQuant(op, outDim, q, wp, n, inDim, j0, j1, QUANT_FORMATS[w.type].ggmlId);
+    else {
+      const kind = QUANT_FORMATS[w.type].ggmlId;
+      k.matmulQuant(op, outDim, q, wp, n, inDim, j0, j1, kind, block(c, 'scratch', k.quantScratchBytes(kind, inDim)));
+    }
   }
   if (!c.heap.holds(out)) {
     const staged = new Float32Array(c.heap.buffer(), op, n * outDim);
