@@ -3,7 +3,7 @@
 export { heapBase } from './base';
 export { dotF32, matmulF32 } from './matmul';
 export { f16ScratchBytes, f16ToF32, matmulF16 } from './f16';
-export { matmulQ8, q8ActivationBytes, quantizeQ8Rows } from './q8';
+export { q8ActivationBytes, quantizeQ8Rows } from './q8';
 export { matmulQuant, q8KActivationBytes, quantizeQ8KRows } from './quant';
 export { quantScratchBytes } from './quant-tiles';
 export { matmulBF16 } from './bf16';

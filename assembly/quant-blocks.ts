@@ -1,7 +1,7 @@
 // The byte layouts of ggml's weight blocks (ggml-common.h), shared by the one-row products
-// (quant.ts) and the batched ones (quant-tiles.ts). Type ids are ggml's: 2 q4_0, 3 q4_1, 6 q5_0,
-// 7 q5_1, 20 iq4_nl (32-value blocks); 10 q2_K, 11 q3_K, 12 q4_K, 13 q5_K, 14 q6_K, 23 iq4_xs
-// (256-value super-blocks).
+// (quant.ts, q8.ts) and the batched ones (quant-tiles.ts). Type ids are ggml's: 2 q4_0, 3 q4_1,
+// 6 q5_0, 7 q5_1, 8 q8_0, 20 iq4_nl (32-value blocks); 10 q2_K, 11 q3_K, 12 q4_K, 13 q5_K, 14 q6_K,
+// 23 iq4_xs (256-value super-blocks).
 
 /** kvalues_iq4nl: the levels iq4_nl and iq4_xs nibbles index. */
 export const IQ4NL_TABLE: v128 = i8x16(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113);
@@ -52,6 +52,7 @@ export const IQ4NL_TABLE: v128 = i8x16(-127, -104, -83, -65, -49, -35, -22, -10,
     case 3: return 20;
     case 6: return 22;
     case 7: return 24;
+    case 8: return 34;
     case 20: return 18;
     case 10: return 84;
     case 11: return 110;

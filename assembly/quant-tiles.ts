@@ -1,6 +1,6 @@
 // Products of ggml block-quantized weights with n > 1 activation rows (prefill): each weight block
 // is decoded once into scratch and then serves every activation row with plain integer SIMD dot
-// products, instead of being decoded again for each row (quant.ts, the one-row path).
+// products, instead of being decoded again for each row (quant.ts and q8.ts, the one-row paths).
 //
 // A tile of TILE_ROWS weight rows × CHUNK_VALUES input values is unpacked at a time, so the tile
 // stays in L2 and one group of four rows with one pair of activation rows stays in L1:
@@ -83,6 +83,11 @@ export function quantScratchBytes(kind: i32, inDim: i32): i32 {
   const o = i8x16.splat(<i8>offset);
   put(dst, 0, i8x16.sub(v128.or(lowNibbles(q), i8x16.shl(bitBytes(wb + qh, 0), 4)), o));
   put(dst, 16, i8x16.sub(v128.or(highNibbles(q), i8x16.shl(bitBytes(wb + qh, 16), 4)), o));
+}
+
+function unpackQ8(wb: usize, dst: usize): void {
+  put(dst, 0, v128.load(wb + 2));
+  put(dst, 16, v128.load(wb + 18));
 }
 
 function unpackIq4nl(wb: usize, dst: usize): void {
@@ -195,6 +200,7 @@ function unpackBlock(kind: i32, wb: usize, dst: usize, mins: usize): void {
     case 3: unpackQ4(wb, dst, 4, 0); break;
     case 6: unpackQ5(wb, dst, 2, 16); break;
     case 7: unpackQ5(wb, dst, 4, 0); break;
+    case 8: unpackQ8(wb, dst); break;
     case 20: unpackIq4nl(wb, dst); break;
     case 10: unpackQ2K(wb, dst, mins); break;
     case 11: unpackQ3K(wb, dst); break;

@@ -1,5 +1,5 @@
 // Products of ggml block-quantized weights (q4_0, q4_1, q5_0, q5_1, iq4_nl; the K-quants q2_K …
-// q6_K; iq4_xs) with activations, the way llama.cpp's CPU backend computes them: each activation
+// q6_K; iq4_xs; and q8_0, whose one-row path is q8.ts) with activations, the way llama.cpp's CPU backend computes them: each activation
 // row is first quantized to the type's vec_dot_type (q8_0/q8_1 by q8.ts quantizeQ8Rows, q8_K by
 // quantizeQ8KRows here), then every block's products are summed exactly in integers
 // (i32x4.dot_i16x8_s on the unpacked 8-bit levels, times each sub-block's integer scale).
@@ -18,7 +18,7 @@
 // q8_K activations (q8KActivationBytes): the levels of all n·nb super-blocks as i16 (512 bytes
 // each), then the n·nb scales d as f32, then the n·nb·16 sums of 16 levels (bsums) as i32.
 import { f16x4 } from './f16';
-import { pairSum, quadSum } from './q8';
+import { matmulQ8, pairSum, quadSum } from './q8';
 import { tileRows } from './matmul';
 import { bitBytes, blockBytes, dOffset, hasIntMin, highNibbles, IQ4NL_TABLE, isSuper, k4Min, k4Scale, lowNibbles, minOffset, q3KScale } from './quant-blocks';
 import { matmulQuantTiled } from './quant-tiles';
@@ -280,6 +280,7 @@ export function quantizeQ8KRows(dst: usize, x: usize, n: i32, inDim: i32): i32 {
  */
 export function matmulQuant(out: usize, outStride: i32, xq: usize, w: usize, n: i32, inDim: i32, j0: i32, j1: i32, kind: i32, scratch: usize): void {
   if (n > 1) matmulQuantTiled(out, outStride, xq, w, n, inDim, j0, j1, kind, scratch);
+  else if (kind == 8) matmulQ8(out, outStride, xq, w, n, inDim, j0, j1);
   else matmulQuantRows(out, outStride, xq, w, n, inDim, j0, j1, kind);
 }
 

@@ -90,7 +90,7 @@ describe('block-type matmul kernels: WASM = plain-TS twin, bit for bit', () => {
 
   describe('split over 2 threads, each with its own scratch', () => {
     afterAll(() => kernelPool(1));
-    it.each(['q4_K', 'q5_0', 'iq4_xs'] as const)('%s: the same bits as the twin', (type) => {
+    it.each(['q4_K', 'q5_0', 'iq4_xs', 'q8_0'] as const)('%s: the same bits as the twin', (type) => {
       const cols = 1024;
       const rows = 90;
       const n = 9; // n·cols·rows is large enough for the backend to use the threads

@@ -86,13 +86,10 @@ export function wasmBackend(threads = 1): Backend {
       // Activations are quantized once, then every thread reads them.
       const q = scratchFor(wasm.activationBytes(k, w.type, n, inDim));
       wasm.quantizeActivations(k, w.type, q, xp, n, inDim);
-      if (w.type === 'q8_0') pool.run('matmulQ8', fill(op, outDim, q, wp, n, inDim), split);
-      else {
-        const kind = QUANT_FORMATS[w.type].ggmlId;
-        split.perPart = quantPart;
-        quantPart.stride = k.quantScratchBytes(kind, inDim);
-        pool.run('matmulQuant', fill(op, outDim, q, wp, n, inDim, kind, scratchFor(quantPart.stride * pool.threads, SLOT_QUANT_SCRATCH)), split);
-      }
+      const kind = QUANT_FORMATS[w.type].ggmlId;
+      split.perPart = quantPart;
+      quantPart.stride = k.quantScratchBytes(kind, inDim);
+      pool.run('matmulQuant', fill(op, outDim, q, wp, n, inDim, kind, scratchFor(quantPart.stride * pool.threads, SLOT_QUANT_SCRATCH)), split);
     }
   };
   return {
