@@ -51,7 +51,7 @@ export function opsKernels(heap: WasmHeap = wasmHeap()): OpsKernels {
 type View = Float32Array | Uint16Array | Uint8Array;
 
 // The heap's staging slots these wrappers use, one per role (the codecs use 0–2 and 16–20, the
-// threaded matmul 8).
+// threaded matmul 8 and 9).
 const SLOTS = { x: 24, y: 25, w: 26, out: 27, scratch: 28, q8: 29, cos: 30, sin: 31 } as const;
 type Slot = keyof typeof SLOTS;
 
