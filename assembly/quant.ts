@@ -2,7 +2,8 @@
 // q6_K; iq4_xs; and q8_0, whose one-row path is q8.ts) with activations, the way llama.cpp's CPU
 // backend computes them: each activation row is first quantized to the type's vec_dot_type
 // (q8_0/q8_1 by q8.ts quantizeQ8Rows, q8_K by quantizeQ8KRows here), then every block's products
-// are summed exactly in integers (i32x4.dot_i16x8_s on the unpacked 8-bit levels, times each sub-block's integer scale).
+// are summed exactly in integers (i32x4.dot_i16x8_s on the unpacked 8-bit levels, times each
+// sub-block's integer scale).
 // Layouts and the float order are those of src/numeric/weight-quants.ts (vecDotRow, blockTerm),
 // the plain-TS twin, which this reproduces bit for bit: per block
 //   t = (d_w·d_a)·isum  [− (dmin_w·d_a)·msum]  [+ min_w·s_a],   acc += t.
