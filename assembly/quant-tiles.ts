@@ -11,7 +11,8 @@
 // - mins (q2_K, q4_K, q5_K): 16 i16 per row and block, one per 16 values (q4_K/q5_K's per-32
 //   mins twice), so msum = Σ_k m_k·bsum_k is two dot products with the activation's bsums.
 // - d and the dmin / float min of the group's four rows as two f32x4.
-// The float terms are quant.ts's, lane for lane, and the running sum of each output is kept in
+// The float terms are quant.ts's, lane for lane (q8.ts's isum·(d_w·d_a) is the same product),
+// and the running sum of each output is kept in
 // out between chunks (the first chunk starts it at 0), so every output sees the same float
 // operations in the same order as the one-row path and the plain-TS twin: the same bits.
 import { f16ToF32Scalar } from './f16';
