@@ -12,9 +12,9 @@
 //   mins twice), so msum = Σ_k m_k·bsum_k is two dot products with the activation's bsums.
 // - d and the dmin / float min of the group's four rows as two f32x4.
 // The float terms are quant.ts's, lane for lane (q8.ts's isum·(d_w·d_a) is the same product),
-// and the running sum of each output is kept in
-// out between chunks (the first chunk starts it at 0), so every output sees the same float
-// operations in the same order as the one-row path and the plain-TS twin: the same bits.
+// and the running sum of each output is kept in out between chunks (the first chunk starts it at
+// 0), so every output sees the same float operations in the same order as the one-row path and
+// the plain-TS twin: the same bits.
 import { f16ToF32Scalar } from './f16';
 import { pairSum, quadSum } from './q8';
 import { bitBytes, blockBytes, dOffset, hasIntMin, highNibbles, IQ4NL_TABLE, isSuper, k4Min, k4Scale, lowNibbles, minOffset, q3KScale } from './quant-blocks';
