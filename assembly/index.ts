@@ -3,8 +3,9 @@
 export { heapBase } from './base';
 export { dotF32, matmulF32 } from './matmul';
 export { f16ScratchBytes, f16ToF32, matmulF16 } from './f16';
-export { matmulQ8, q8ActivationBytes, quantizeQ8Rows } from './q8';
+export { q8ActivationBytes, quantizeQ8Rows } from './q8';
 export { matmulQuant, q8KActivationBytes, quantizeQ8KRows } from './quant';
+export { quantScratchBytes } from './quant-tiles';
 export { matmulBF16 } from './bf16';
 export { addInPlace, expF32, geglu, rmsnorm, ropeRow, ropeRowNeox, softcap, softmax, swiglu } from './elementwise';
 export { dqScores, dqAccumulate, dqF16Dots, dqF16Axpy } from './attn-decoquant';

@@ -82,15 +82,6 @@ export function quantizeQ8Rows(dst: usize, x: usize, n: i32, inDim: i32): i32 {
   return i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v, id)));
 }
 
-/** Four i32 lanes of partial sums of one block's 32 products: weight int8 (w0…w3 widened) × levels at xl. */
-// @ts-ignore: decorator
-@inline function blockDot(w0: v128, w1: v128, w2: v128, w3: v128, xl: usize): v128 {
-  return i32x4.add(
-    i32x4.add(i32x4.dot_i16x8_s(w0, v128.load(xl)), i32x4.dot_i16x8_s(w1, v128.load(xl, 16))),
-    i32x4.add(i32x4.dot_i16x8_s(w2, v128.load(xl, 32)), i32x4.dot_i16x8_s(w3, v128.load(xl, 48))),
-  );
-}
-
 /** [p0₀ + p0₂, p1₀ + p1₂, p0₁ + p0₃, p1₁ + p1₃]: half of the lane sums of p0 and p1. */
 // @ts-ignore: decorator
 @inline export function pairSum(p0: v128, p1: v128): v128 {
@@ -112,51 +103,6 @@ export function quantizeQ8Rows(dst: usize, x: usize, n: i32, inDim: i32): i32 {
   h = v128.load16_lane(wb + 2 * rowBytes, h, 4);
   h = v128.load16_lane(wb + 3 * rowBytes, h, 6);
   return f16x4(i32x4.shr_s(i32x4.shl(h, 16), 16));
-}
-
-/** Two activation rows × four weight rows (from w, stride rowBytes) → out[0…3] and out[oStride…]. */
-function q8Kernel4x2(out: usize, oStride: usize, xa: usize, da: usize, xb: usize, db: usize, w: usize, rowBytes: usize, nb: i32): void {
-  let acc0 = f32x4.splat(0);
-  let acc1 = f32x4.splat(0);
-  for (let b = 0; b < nb; b++) {
-    const wb = w + <usize>b * BLOCK_BYTES;
-    const la = xa + <usize>b * LEVEL_BYTES;
-    const lb = xb + <usize>b * LEVEL_BYTES;
-    // Rows are paired as soon as both are summed, keeping few vectors live.
-    let q = wb + 2;
-    let w0 = v128.load8x8_s(q);
-    let w1 = v128.load8x8_s(q, 8);
-    let w2 = v128.load8x8_s(q, 16);
-    let w3 = v128.load8x8_s(q, 24);
-    let pa = blockDot(w0, w1, w2, w3, la);
-    let pb = blockDot(w0, w1, w2, w3, lb);
-    q += rowBytes;
-    w0 = v128.load8x8_s(q);
-    w1 = v128.load8x8_s(q, 8);
-    w2 = v128.load8x8_s(q, 16);
-    w3 = v128.load8x8_s(q, 24);
-    const ta01 = pairSum(pa, blockDot(w0, w1, w2, w3, la));
-    const tb01 = pairSum(pb, blockDot(w0, w1, w2, w3, lb));
-    q += rowBytes;
-    w0 = v128.load8x8_s(q);
-    w1 = v128.load8x8_s(q, 8);
-    w2 = v128.load8x8_s(q, 16);
-    w3 = v128.load8x8_s(q, 24);
-    pa = blockDot(w0, w1, w2, w3, la);
-    pb = blockDot(w0, w1, w2, w3, lb);
-    q += rowBytes;
-    w0 = v128.load8x8_s(q);
-    w1 = v128.load8x8_s(q, 8);
-    w2 = v128.load8x8_s(q, 16);
-    w3 = v128.load8x8_s(q, 24);
-    const ta23 = pairSum(pa, blockDot(w0, w1, w2, w3, la));
-    const tb23 = pairSum(pb, blockDot(w0, w1, w2, w3, lb));
-    const dw = scales4(wb, rowBytes);
-    acc0 = f32x4.add(acc0, f32x4.mul(f32x4.convert_i32x4_s(quadSum(ta01, ta23)), f32x4.mul(dw, f32x4.splat(load<f32>(da + (<usize>b << 2))))));
-    acc1 = f32x4.add(acc1, f32x4.mul(f32x4.convert_i32x4_s(quadSum(tb01, tb23)), f32x4.mul(dw, f32x4.splat(load<f32>(db + (<usize>b << 2))))));
-  }
-  v128.store(out, acc0);
-  v128.store(out + oStride, acc1);
 }
 
 /** One activation row × four weight rows → out[0…3]. */
@@ -206,7 +152,8 @@ function q8Dot(xa: usize, da: usize, w: usize, nb: i32): f32 {
 
 /**
  * out[r·outStride + j] = x_r · W_j for rows r < n and output columns j ∈ [j0, j1), W q8_0
- * [out][inDim], x given as quantizeQ8Rows(…, n, inDim) wrote it at xq.
+ * [out][inDim], x given as quantizeQ8Rows(…, n, inDim) wrote it at xq, one activation row at a
+ * time (quant.ts matmulQuant takes batches of rows to quant-tiles.ts, with the same bits).
  */
 export function matmulQ8(out: usize, outStride: i32, xq: usize, w: usize, n: i32, inDim: i32, j0: i32, j1: i32): void {
   const nb = inDim >> 5;
@@ -218,19 +165,7 @@ export function matmulQ8(out: usize, outStride: i32, xq: usize, w: usize, n: i32
   const tile = tileRows(<i32>rowBytes);
   for (let t0 = j0; t0 < j1; t0 += tile) {
     const t1 = min(j1, t0 + tile);
-    let r = 0;
-    for (; r + 2 <= n; r += 2) {
-      const xa = xq + <usize>r * lRow;
-      const da = scales + <usize>r * dRow;
-      const o = out + <usize>r * oRow;
-      let j = t0;
-      for (; j + 4 <= t1; j += 4) q8Kernel4x2(o + (<usize>j << 2), oRow, xa, da, xa + lRow, da + dRow, w + <usize>j * rowBytes, rowBytes, nb);
-      for (; j < t1; j++) {
-        store<f32>(o + (<usize>j << 2), q8Dot(xa, da, w + <usize>j * rowBytes, nb));
-        store<f32>(o + oRow + (<usize>j << 2), q8Dot(xa + lRow, da + dRow, w + <usize>j * rowBytes, nb));
-      }
-    }
-    for (; r < n; r++) {
+    for (let r = 0; r < n; r++) {
       const xa = xq + <usize>r * lRow;
       const da = scales + <usize>r * dRow;
       const o = out + <usize>r * oRow;

@@ -1,24 +1,28 @@
 // Products of ggml block-quantized weights (q4_0, q4_1, q5_0, q5_1, iq4_nl; the K-quants q2_K …
-// q6_K; iq4_xs) with activations, the way llama.cpp's CPU backend computes them: each activation
-// row is first quantized to the type's vec_dot_type (q8_0/q8_1 by q8.ts quantizeQ8Rows, q8_K by
-// quantizeQ8KRows here), then every block's products are summed exactly in integers
-// (i32x4.dot_i16x8_s on the unpacked 8-bit levels, times each sub-block's integer scale).
+// q6_K; iq4_xs; and q8_0, whose one-row path is q8.ts) with activations, the way llama.cpp's CPU
+// backend computes them: each activation row is first quantized to the type's vec_dot_type
+// (q8_0/q8_1 by q8.ts quantizeQ8Rows, q8_K by quantizeQ8KRows here), then every block's products
+// are summed exactly in integers (i32x4.dot_i16x8_s on the unpacked 8-bit levels, times each
+// sub-block's integer scale).
 // Layouts and the float order are those of src/numeric/weight-quants.ts (vecDotRow, blockTerm),
 // the plain-TS twin, which this reproduces bit for bit: per block
 //   t = (d_w·d_a)·isum  [− (dmin_w·d_a)·msum]  [+ min_w·s_a],   acc += t.
 // Four weight rows run side by side, one per f32 lane, so each lane keeps that scalar order.
 //
-// Type ids are ggml's: 2 q4_0, 3 q4_1, 6 q5_0, 7 q5_1, 20 iq4_nl (32-value blocks, q8_0/q8_1
-// activations); 10 q2_K, 11 q3_K, 12 q4_K, 13 q5_K, 14 q6_K, 23 iq4_xs (256-value super-blocks,
-// q8_K activations).
+// One activation row (decode) decodes each block straight into its products here; more rows
+// (prefill) go to quant-tiles.ts, which decodes each block once for all of them. Both sum the
+// same integers in the same float order, so a row's result does not depend on n.
+//
+// Block layouts and type ids: quant-blocks.ts. 32-value blocks take q8_0/q8_1 activations,
+// 256-value super-blocks q8_K.
 //
 // q8_K activations (q8KActivationBytes): the levels of all n·nb super-blocks as i16 (512 bytes
 // each), then the n·nb scales d as f32, then the n·nb·16 sums of 16 levels (bsums) as i32.
 import { f16x4 } from './f16';
-import { pairSum, quadSum } from './q8';
+import { matmulQ8, pairSum, quadSum } from './q8';
 import { tileRows } from './matmul';
-
-const IQ4NL_TABLE: v128 = i8x16(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113);
+import { bitBytes, blockBytes, dOffset, hasIntMin, highNibbles, IQ4NL_TABLE, isSuper, k4Min, k4Scale, lowNibbles, minOffset, q3KScale } from './quant-blocks';
+import { matmulQuantTiled } from './quant-tiles';
 
 // The integer-min sum of the last block (q2_K, q4_K, q5_K): Σ_k m_k·bsum_k.
 let msum: i32 = 0;
@@ -30,25 +34,6 @@ let msum: i32 = 0;
     i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(v), v128.load(xl)),
     i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(v), v128.load(xl, 16)),
   );
-}
-
-// @ts-ignore: decorator
-@inline function lowNibbles(q: v128): v128 {
-  return v128.and(q, i8x16.splat(0x0f));
-}
-
-// @ts-ignore: decorator
-@inline function highNibbles(q: v128): v128 {
-  return i8x16.shr_u(q, 4);
-}
-
-/** Bit j of the little-endian u32 at p, for j in [first, first + 16), as 0/1 bytes. */
-// @ts-ignore: decorator
-@inline function bitBytes(p: usize, first: i32): v128 {
-  const v = i32x4.splat(load<u32>(p));
-  const spread = first == 0 ? i8x16.swizzle(v, i8x16(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1)) : i8x16.swizzle(v, i8x16(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
-  const sel = i8x16(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
-  return v128.and(i8x16.eq(v128.and(spread, sel), sel), i8x16.splat(1));
 }
 
 // ---- 32-value blocks (activation block: 32 i16 levels at xl) ----
@@ -100,14 +85,6 @@ function q2KBlock(wb: usize, xl: usize, bs: usize): v128 {
   return acc;
 }
 
-/** The 6-bit scale k − 32 of q3_K's 12 packed bytes at s. */
-// @ts-ignore: decorator
-@inline function q3KScale(s: usize, k: i32): i32 {
-  const low = k < 8 ? <i32>load<u8>(s + k) & 15 : <i32>load<u8>(s + k - 8) >> 4;
-  const high = (<i32>load<u8>(s + 8 + (k & 3)) >> (2 * (k >> 2))) & 3;
-  return (low | (high << 4)) - 32;
-}
-
 /** q3_K: hmask[32], qs[64], scales[12], d; level = (2 bits | hmask bit << 2) − 4. */
 function q3KBlock(wb: usize, xl: usize): v128 {
   let acc = i32x4.splat(0);
@@ -125,17 +102,6 @@ function q3KBlock(wb: usize, xl: usize): v128 {
     }
   }
   return acc;
-}
-
-/** Scale j (0…7) of q4_K/q5_K's 12 packed bytes at s (get_scale_min_k4). */
-// @ts-ignore: decorator
-@inline function k4Scale(s: usize, j: i32): i32 {
-  return j < 4 ? <i32>load<u8>(s + j) & 63 : (<i32>load<u8>(s + j + 4) & 15) | ((<i32>load<u8>(s + j - 4) >> 6) << 4);
-}
-
-// @ts-ignore: decorator
-@inline function k4Min(s: usize, j: i32): i32 {
-  return j < 4 ? <i32>load<u8>(s + j + 4) & 63 : (<i32>load<u8>(s + j + 4) >> 4) | ((<i32>load<u8>(s + j) >> 6) << 4);
 }
 
 /** Σ_j min_j·(bsum_2j + bsum_2j+1) of q4_K/q5_K (mins per 32 values, bsums per 16). */
@@ -241,40 +207,6 @@ function blockIsum(kind: i32, wb: usize, xl: usize, bs: usize): v128 {
   }
 }
 
-// @ts-ignore: decorator
-@inline function blockBytes(kind: i32): i32 {
-  switch (kind) {
-    case 2: return 18;
-    case 3: return 20;
-    case 6: return 22;
-    case 7: return 24;
-    case 20: return 18;
-    case 10: return 84;
-    case 11: return 110;
-    case 12: return 144;
-    case 13: return 176;
-    case 14: return 210;
-    default: return 136;
-  }
-}
-
-/** Offset of the fp16 d in a block. */
-// @ts-ignore: decorator
-@inline function dOffset(kind: i32): i32 {
-  return kind == 10 ? 80 : kind == 11 ? 108 : kind == 14 ? 208 : 0;
-}
-
-/** Offset of the fp16 dmin (integer-min K-quants) or float minimum (q4_1, q5_1); −1 if none. */
-// @ts-ignore: decorator
-@inline function minOffset(kind: i32): i32 {
-  return kind == 10 ? 82 : kind == 12 || kind == 13 || kind == 3 || kind == 7 ? 2 : -1;
-}
-
-// @ts-ignore: decorator
-@inline function isSuper(kind: i32): bool {
-  return kind >= 10 && kind != 20;
-}
-
 /** The fp16 at a, b, c, d as f32x4. */
 // @ts-ignore: decorator
 @inline function halves4(a: usize, b: usize, c: usize, d: usize): v128 {
@@ -345,9 +277,16 @@ export function quantizeQ8KRows(dst: usize, x: usize, n: i32, inDim: i32): i32 {
 /**
  * out[r·outStride + j] = x_r · W_j for rows r < n and output columns j ∈ [j0, j1), W of ggml
  * type `kind` [out][inDim], x as quantizeQ8Rows (32-value types) or quantizeQ8KRows (the
- * super-block types) wrote it at xq.
+ * super-block types) wrote it at xq; `scratch` holds quantScratchBytes(kind, inDim) bytes.
  */
-export function matmulQuant(out: usize, outStride: i32, xq: usize, w: usize, n: i32, inDim: i32, j0: i32, j1: i32, kind: i32): void {
+export function matmulQuant(out: usize, outStride: i32, xq: usize, w: usize, n: i32, inDim: i32, j0: i32, j1: i32, kind: i32, scratch: usize): void {
+  if (n > 1) matmulQuantTiled(out, outStride, xq, w, n, inDim, j0, j1, kind, scratch);
+  else if (kind == 8) matmulQ8(out, outStride, xq, w, n, inDim, j0, j1);
+  else matmulQuantRows(out, outStride, xq, w, n, inDim, j0, j1, kind);
+}
+
+/** matmulQuant decoding every block for every activation row, fused with its products. */
+function matmulQuantRows(out: usize, outStride: i32, xq: usize, w: usize, n: i32, inDim: i32, j0: i32, j1: i32, kind: i32): void {
   const sup = isSuper(kind);
   const nb = sup ? inDim >> 8 : inDim >> 5;
   const levelBytes: usize = sup ? 512 : 64;
@@ -358,7 +297,7 @@ export function matmulQuant(out: usize, outStride: i32, xq: usize, w: usize, n: 
   const extras = ds + (<usize>(n * nb) << 2);
   const dOff = <usize>dOffset(kind);
   const mOff = minOffset(kind);
-  const intMin = kind == 10 || kind == 12 || kind == 13;
+  const intMin = hasIntMin(kind);
   const oRow = <usize>outStride << 2;
   const tile = tileRows(<i32>rowBytes);
   for (let t0 = j0; t0 < j1; t0 += tile) {

@@ -8,12 +8,13 @@ import { GgmlType } from '../src/formats/ggml-types.js';
 import { readGguf } from '../src/formats/gguf.js';
 import { loadModel, type Model } from '../src/engine/model.js';
 import { roundF16 } from '../src/numeric/f16.js';
+import { encodeWeights } from '../src/kernels/weights.js';
 import { allLogits } from './helpers/models.js';
 import { repoRoot } from './helpers/shared-data.js';
 import { matrixValues } from '../src/model/weight-memory.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'lowkv-bench-model-'));
-const write = (name: string, type: 'f32' | 'f16', seed: number): string => {
+const write = (name: string, type: 'f32' | 'f16' | 'q8_0', seed: number): string => {
   const path = join(dir, name);
   writeRandomModel(path, { preset: 'tiny', type, seed });
   return path;
@@ -118,6 +119,18 @@ describe('random benchmark models', () => {
     expect(matrixValues(b).every((x, i) => x === roundF16(a[i]))).toBe(true);
   });
 
+  it('writes q8_0 matrices that are the f32 model quantized as llama-quantize does, norms kept f32', async () => {
+    const path = write('tiny-q8_0.gguf', 'q8_0', 1);
+    const file = readGguf(path);
+    expect(file.tensor('blk.1.ffn_down.weight')?.type).toBe(GgmlType.Q8_0);
+    expect(file.tensor('blk.1.ffn_norm.weight')?.type).toBe(GgmlType.F32);
+    const q = await loadModel(path);
+    const b = q.file.weights.layers[1].wDown;
+    expect(b.type).toBe('q8_0');
+    const want = encodeWeights('q8_0', matrixValues(m.file.weights.layers[1].wDown), b.rows, b.cols);
+    expect(Buffer.from(b.data.buffer, b.data.byteOffset, b.data.byteLength).equals(Buffer.from(want.data.buffer, want.data.byteOffset, want.data.byteLength))).toBe(true);
+  });
+
   it('refuses a bad seed or a vocabulary too small for its special and byte pieces', () => {
     expect(() => writeRandomModel(join(dir, 'x.gguf'), { preset: 'tiny', type: 'f32', seed: -1 })).toThrow(/seed must be an integer in \[0, 2\^32\) \(got -1\)/);
     expect(() => syntheticVocab(259)).toThrow(/vocabulary size must be an integer > 259 \(got 259\)/);
@@ -145,7 +158,7 @@ describe('npm run bench:model', () => {
 
   it.each([
     [['--preset', 'huge', '--type', 'f32', '-o', 'x.gguf'], /argument 'huge' is invalid\. Allowed choices are 42m, 1b, hd128, tiny/],
-    [['--preset', 'tiny', '--type', 'q4_0', '-o', 'x.gguf'], /argument 'q4_0' is invalid\. Allowed choices are f32, f16/],
+    [['--preset', 'tiny', '--type', 'q4_0', '-o', 'x.gguf'], /argument 'q4_0' is invalid\. Allowed choices are f32, f16, q8_0/],
     [['--preset', 'tiny', '--type', 'f32'], /required option '-o, --out <file>' not specified/],
     [['--type', 'f32', '-o', 'x.gguf'], /required option '--preset <name>' not specified/],
     [['--preset', 'tiny', '--type', 'f32', '-o', 'x.gguf', '--seed', 'abc'], /--seed must be an integer ≥ 0 \(got "abc"\)/],

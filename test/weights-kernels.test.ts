@@ -1,9 +1,15 @@
 // The WASM block-type and bf16 matmul kernels against their plain-TS twins on random data: the
 // block types equal kernels/ref/weights.ts matmulQuant bit for bit (same integer products, same
 // float order), for every n, any column range, and rows that do not fill the last group of four.
-import { describe, expect, it } from 'vitest';
+// One activation row decodes each block per row (assembly/quant.ts), more rows decode each block
+// once into scratch (assembly/quant-tiles.ts): both must give the twin's bits, so a row's result
+// does not depend on the batch it is in.
+import { afterAll, describe, expect, it } from 'vitest';
 import { matmulWeights as refMatmul } from '../src/kernels/ref/weights.js';
+import { kernelPool } from '../src/kernels/wasm/pool.js';
 import * as wasm from '../src/kernels/wasm/ops.js';
+import { wasmHeap } from '../src/kernels/wasm/runtime.js';
+import { wasmBackend } from '../src/model/backend.js';
 import { encodeWeights, weightMatrix, type WeightMatrix } from '../src/kernels/weights.js';
 import { bf16ToF32, f32ToF16 } from '../src/numeric/f16.js';
 import { QUANT_FORMATS, QUANT_WEIGHT_TYPES, type QuantWeightType } from '../src/numeric/weight-quants.js';
@@ -54,6 +60,52 @@ describe('block-type matmul kernels: WASM = plain-TS twin, bit for bit', () => {
       expect(bits(got), `n = ${n}`).toEqual(bits(want));
       expect(want.some((v) => v !== 0)).toBe(true);
     }
+  });
+
+  it.each(QUANT_WEIGHT_TYPES)('%s: n = 64 equals the twin, and every row equals itself computed alone (n = 1) and in a batch of 7', (type) => {
+    // Past one 1024-value chunk of the batched kernel (the last one partial), past one 64-row
+    // tile, and a last group of four with two rows.
+    const cols = QUANT_FORMATS[type].blockSize === 256 ? 1280 : 1056;
+    const rows = 70;
+    const w = wasm.toHeap(randomBlocks(type, rows, cols, 11 + cols));
+    const n = 64;
+    const x = gauss(n * cols, 3, 0.5);
+    x[5] = 30;
+    x[40 * cols + 900] = -25;
+    const want = new Float32Array(n * rows);
+    refMatmul(want, x, w, n, cols, rows);
+    expect(want.some((v) => v !== 0)).toBe(true);
+    const all = new Float32Array(n * rows).fill(NaN);
+    wasm.matmulWeights(all, x, w, n, cols, rows);
+    expect(bits(all)).toEqual(bits(want));
+    const seven = new Float32Array(7 * rows).fill(NaN);
+    wasm.matmulWeights(seven, x, w, 7, cols, rows, 37 * cols);
+    expect(bits(seven)).toEqual(bits(want.subarray(37 * rows, 44 * rows)));
+    for (const i of [0, 40, 63]) {
+      const one = new Float32Array(rows).fill(NaN);
+      wasm.matmulWeights(one, x, w, 1, cols, rows, i * cols);
+      expect(bits(one), `row ${i}`).toEqual(bits(want.subarray(i * rows, (i + 1) * rows)));
+    }
+  });
+
+  describe('split over 2 threads, each with its own scratch', () => {
+    afterAll(() => kernelPool(1));
+    it.each(['q4_K', 'q5_0', 'iq4_xs', 'q8_0'] as const)('%s: the same bits as the twin', (type) => {
+      const cols = 1024;
+      const rows = 90;
+      const n = 9; // n·cols·rows is large enough for the backend to use the threads
+      const w = wasm.toHeap(randomBlocks(type, rows, cols, 5));
+      const heap = wasmHeap();
+      const x = heap.f32(n * cols);
+      x.set(gauss(n * cols, 8, 0.5));
+      const out = heap.f32(n * rows);
+      const want = new Float32Array(n * rows);
+      refMatmul(want, x, w, n, cols, rows);
+      wasmBackend(2).matmul(out, x, w, n);
+      expect(bits(out)).toEqual(bits(want));
+      heap.release(x.byteOffset);
+      heap.release(out.byteOffset);
+    });
   });
 
   it.each(['q4_K', 'q6_K', 'q4_0', 'q5_1'] as const)('%s: heap-resident weights, column ranges and a batch row alone give the same bits', (type) => {

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm run bench:model -- --preset 42m|1b|hd128|tiny --type f32|f16 -o FILE [--seed N]
+// npm run bench:model -- --preset 42m|1b|hd128|tiny --type f32|f16|q8_0 -o FILE [--seed N]
 
 import { mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -11,7 +11,7 @@ import { PRESETS, parameterCount, presetConfig, writeRandomModel, type PresetNam
 
 interface Flags {
   preset: PresetName;
-  type: 'f32' | 'f16';
+  type: 'f32' | 'f16' | 'q8_0';
   out: string;
   seed: number;
 }
@@ -30,7 +30,7 @@ const program = new Command('bench:model')
   .description('write a random-weight Llama GGUF with realistic shapes, for benchmarks only')
   .showHelpAfterError('(run with --help for usage)')
   .addOption(new Option('--preset <name>', `model shape (${presetHelp})`).choices(Object.keys(PRESETS)).makeOptionMandatory())
-  .addOption(new Option('--type <type>', 'weight type of the matrices (norms stay f32)').choices(['f32', 'f16']).makeOptionMandatory())
+  .addOption(new Option('--type <type>', 'weight type of the matrices (norms stay f32; q8_0 as llama-quantize writes it)').choices(['f32', 'f16', 'q8_0']).makeOptionMandatory())
   .requiredOption('-o, --out <file>', 'GGUF file to write')
   .option('--seed <n>', 'seed of the weights (the same seed writes the same bytes)', seedArg, 1)
   .action((flags: Flags) => {

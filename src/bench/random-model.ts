@@ -163,7 +163,7 @@ function fnv1a(s: string): number {
 
 export interface RandomModelOptions {
   readonly preset: PresetName;
-  readonly type: Extract<WeightTypeName, 'f32' | 'f16'>;
+  readonly type: Extract<WeightTypeName, 'f32' | 'f16' | 'q8_0'>;
   readonly seed: number;
   /** Called as the weights are generated (one step per layer, plus the embedding). */
   readonly onProgress?: (done: number, total: number) => void;

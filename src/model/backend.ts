@@ -22,7 +22,10 @@ export interface Backend {
   addRows: typeof ref.addRows;
 }
 
+// Heap staging slots: the quantized activations or the f16/bf16 per-thread scratch, and the
+// block types' per-thread scratch (the codecs use 0–2 and 16–20).
 const SLOT_MATMUL = 8;
+const SLOT_QUANT_SCRATCH = 9;
 
 export const refBackend: Backend = {
   name: 'ref',
@@ -42,20 +45,20 @@ export function wasmBackend(threads = 1): Backend {
   const heap = wasmHeap();
   const k = wasm.opsKernels(heap);
   const pool: KernelPool | undefined = threads > 1 ? kernelPool(threads) : undefined;
-  // Heap staging slot for the f16/bf16 per-thread scratch and the quantized activations (the codecs use 0–2
-  // and 16–20).
-  const scratchFor = (bytes: number): number => heap.staging(SLOT_MATMUL, Math.ceil(bytes / 4)).byteOffset;
+  const scratchFor = (bytes: number, slot = SLOT_MATMUL): number => heap.staging(slot, Math.ceil(bytes / 4)).byteOffset;
   // Reused for every threaded call, so decode allocates nothing: kernel arguments (the column
   // range at 6 and 7 is filled per thread) and the split.
   const args: number[] = [];
-  // `last` is the f16/bf16 scratch or the block type id.
-  const fill = (out: number, outDim: number, x: number, w: number, n: number, inDim: number, last?: number): number[] => {
+  // a, b: the f16/bf16 scratch, or the block type id and its scratch.
+  const fill = (out: number, outDim: number, x: number, w: number, n: number, inDim: number, a?: number, b?: number): number[] => {
     args.length = 0;
     args.push(out, outDim, x, w, n, inDim, 0, 0);
-    if (last !== undefined) args.push(last);
+    if (a !== undefined) args.push(a);
+    if (b !== undefined) args.push(b);
     return args;
   };
   const perPart = { arg: 8, stride: 0 };
+  const quantPart = { arg: 9, stride: 0 };
   const split: { lo: number; hi: number; total: number; align: number; perPart?: typeof perPart } = { lo: 6, hi: 7, total: 0, align: 8 };
   const matmul = (out: Float32Array, x: Float32Array, w: WeightMatrix, n: number, xOff = 0, outOff = 0): void => {
     // Heap-resident arguments run in place, split across threads; anything else takes the
@@ -83,8 +86,10 @@ export function wasmBackend(threads = 1): Backend {
       // Activations are quantized once, then every thread reads them.
       const q = scratchFor(wasm.activationBytes(k, w.type, n, inDim));
       wasm.quantizeActivations(k, w.type, q, xp, n, inDim);
-      if (w.type === 'q8_0') pool.run('matmulQ8', fill(op, outDim, q, wp, n, inDim), split);
-      else pool.run('matmulQuant', fill(op, outDim, q, wp, n, inDim, QUANT_FORMATS[w.type].ggmlId), split);
+      const kind = QUANT_FORMATS[w.type].ggmlId;
+      split.perPart = quantPart;
+      quantPart.stride = k.quantScratchBytes(kind, inDim);
+      pool.run('matmulQuant', fill(op, outDim, q, wp, n, inDim, kind, scratchFor(quantPart.stride * pool.threads, SLOT_QUANT_SCRATCH)), split);
     }
   };
   return {

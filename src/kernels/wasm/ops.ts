@@ -21,13 +21,15 @@ export interface OpsKernels {
   /** x rows → q8_0 activations at dst (q8ActivationBytes); returns the number of unrepresentable blocks. */
   quantizeQ8Rows(dst: number, x: number, n: number, inDim: number): number;
   q8ActivationBytes(n: number, inDim: number): number;
-  /** The matmul for W q8_0 with activations from quantizeQ8Rows at xq. */
-  matmulQ8(out: number, outStride: number, xq: number, w: number, n: number, inDim: number, j0: number, j1: number): void;
   /** x rows → q8_K activations at dst (q8KActivationBytes); returns the number of blocks holding inf/NaN. */
   quantizeQ8KRows(dst: number, x: number, n: number, inDim: number): number;
   q8KActivationBytes(n: number, inDim: number): number;
-  /** The matmul for W of ggml type id `kind` (block types but q8_0), activations as its vec_dot_type at xq. */
-  matmulQuant(out: number, outStride: number, xq: number, w: number, n: number, inDim: number, j0: number, j1: number, kind: number): void;
+  /**
+   * The matmul for W of ggml block type id `kind`, activations as its vec_dot_type at xq (from
+   * quantizeQ8Rows or quantizeQ8KRows), with quantScratchBytes(kind, inDim) bytes of scratch.
+   */
+  matmulQuant(out: number, outStride: number, xq: number, w: number, n: number, inDim: number, j0: number, j1: number, kind: number, scratch: number): void;
+  quantScratchBytes(kind: number, inDim: number): number;
   /** The matmul for W bf16, with f16ScratchBytes(inDim) bytes of scratch. */
   matmulBF16(out: number, outStride: number, x: number, w: number, n: number, inDim: number, j0: number, j1: number, scratch: number): void;
   expF32(dst: number, src: number, n: number): void;
@@ -49,7 +51,7 @@ export function opsKernels(heap: WasmHeap = wasmHeap()): OpsKernels {
 type View = Float32Array | Uint16Array | Uint8Array;
 
 // The heap's staging slots these wrappers use, one per role (the codecs use 0–2 and 16–20, the
-// threaded matmul 8).
+// threaded matmul 8 and 9).
 const SLOTS = { x: 24, y: 25, w: 26, out: 27, scratch: 28, q8: 29, cos: 30, sin: 31 } as const;
 type Slot = keyof typeof SLOTS;
 
@@ -121,8 +123,8 @@ export function matmulWeights(out: Float32Array, x: Float32Array, w: WeightMatri
 /**
  * matmulWeights restricted to output columns [j0, j1): out[outOff + i·outDim + o] for
  * j0 ≤ o < j1 only, the rest of out untouched. Any split of [0, outDim) into ranges gives the
- * same bits as one call. For q8_0 each call quantizes x again; threads sharing one x can run
- * opsKernels().quantizeQ8Rows once and matmulQ8 per range instead.
+ * same bits as one call. For block types each call quantizes x again; threads sharing one x can
+ * run quantizeActivations once and opsKernels().matmulQuant per range instead.
  */
 export function matmulColumns(
   out: Float32Array,
@@ -155,8 +157,8 @@ export function matmulColumns(
   else {
     const q = block(c, 'q8', activationBytes(k, w.type, n, inDim));
     quantizeActivations(k, w.type, q, xp, n, inDim);
-    if (w.type === 'q8_0') k.matmulQ8(op, outDim, q, wp, n, inDim, j0, j1);
-    else k.matmulQuant(op, outDim, q, wp, n, inDim, j0, j1, QUANT_FORMATS[w.type].ggmlId);
+    const kind = QUANT_FORMATS[w.type].ggmlId;
+    k.matmulQuant(op, outDim, q, wp, n, inDim, j0, j1, kind, block(c, 'scratch', k.quantScratchBytes(kind, inDim)));
   }
   if (!c.heap.holds(out)) {
     const staged = new Float32Array(c.heap.buffer(), op, n * outDim);
